@@ -1,0 +1,79 @@
+# bitmap-trace: a QEMU 10.0 patch series kept as an overlay.
+#
+#   make deps      install the Debian packages needed (as root)
+#   make           fetch QEMU, lay the series on it, build build/qemu-system-x86_64
+#   make check     run every test; ends with "N passed, N failed, N skipped"
+#   make demo      profile a real Linux guest with bitmap-trace
+#
+# Each step is a stamp under build/; a re-run does only what changed.
+#   QEMU_SRC=/path/to/qemu-10.0.x        use a tree of your own (copied)
+#   QEMU_TARBALL=/path/to/qemu-10.0.x.tar.xz  use an upstream release tarball
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+BUILD := build
+OBJ := $(TOP)/build/obj
+
+PATCHES := $(TOP)/patches/series $(wildcard $(TOP)/patches/*.patch)
+OVERLAY := $(shell find $(TOP)/qemu -type f 2>/dev/null)
+
+# Firmware: Debian's SeaBIOS and iPXE packages; QEMU's own x86 option ROMs
+# (Debian strips them) are built from pc-bios/optionrom into the build tree.
+FIRMWAREPATH := $(OBJ)/pc-bios/optionrom:/usr/share/seabios:/usr/lib/ipxe/qemu:/usr/share/qemu
+export FIRMWAREPATH
+
+CONFIGURE_FLAGS := \
+	--python=/usr/bin/python3 --target-list=x86_64-softmmu \
+	--without-default-features \
+	--enable-kvm --enable-tcg --enable-slirp \
+	--disable-docs --disable-install-blobs --disable-download \
+	--enable-trace-backends=log \
+	--firmwarepath=$(FIRMWAREPATH) \
+	$(if $(shell command -v ccache),--cc="ccache gcc" --cxx="ccache g++")
+
+all: $(BUILD)/qemu-system-x86_64
+
+deps:
+	bash scripts/deps.sh
+
+$(BUILD)/.stamp-deps: scripts/deps.sh
+	bash scripts/deps.sh
+
+$(BUILD)/.stamp-fetch: $(BUILD)/.stamp-deps scripts/fetch-qemu.sh
+	bash scripts/fetch-qemu.sh
+	touch $@
+
+$(BUILD)/.stamp-assemble: $(BUILD)/.stamp-fetch $(PATCHES) scripts/assemble.sh
+	flock build/.lock bash scripts/assemble.sh full
+	touch $@
+
+$(BUILD)/.stamp-configure: $(BUILD)/.stamp-assemble Makefile
+	mkdir -p $(OBJ)
+	flock build/.lock bash scripts/assemble.sh overlay
+	cd $(OBJ) && flock $(TOP)/build/.lock $(TOP)/build/qemu/configure $(CONFIGURE_FLAGS)
+	touch $@
+
+# The overlay is refreshed on every build: only changed files are rewritten.
+$(BUILD)/qemu-system-x86_64: $(BUILD)/.stamp-configure $(OVERLAY) FORCE
+	bash scripts/build.sh
+	@echo "QEMU $$(cat build/qemu-version) with the series: $@"
+
+# Build and run one qtest:  make qtest T=bitmap-trace-test [ARGS="-p /x86_64/..."]
+qtest: all
+	bash scripts/build.sh tests/qtest/$(T)
+	cd $(OBJ) && QTEST_QEMU_BINARY=./qemu-system-x86_64 tests/qtest/$(T) --tap -k $(ARGS)
+
+check: all
+	bash scripts/check.sh
+
+demo: all
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(OBJ) $(BUILD)/qemu $(BUILD)/.stamp-assemble $(BUILD)/.stamp-configure
+
+distclean:
+	rm -rf $(BUILD)
+
+FORCE:
+.PHONY: all deps check demo qtest clean distclean FORCE

@@ -1,0 +1,76 @@
+#!/bin/bash
+# Install the Debian packages needed to build QEMU with this series, run its
+# tests and the demo.  Debian 12 (meson from bookworm-backports) or 13.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+stamp=${BUILD:-$top/build}/.stamp-deps
+
+pkgs=(
+    build-essential ninja-build pkg-config ccache
+    libglib2.0-dev libpixman-1-dev libslirp-dev zlib1g-dev libfdt-dev
+    flex bison python3 python3-venv python3-setuptools
+    dpkg-dev gpgv debian-archive-keyring xz-utils bzip2 cpio file
+    seabios ipxe-qemu
+    # 32-bit capable toolchain for QEMU's own x86 option ROMs and our boot block
+    gcc-multilib
+    # the demo's guest: a Debian kernel (extracted, not installed) and busybox
+    busybox-static
+    # checkpatch.pl
+    perl
+)
+
+. /etc/os-release
+codename=${VERSION_CODENAME:-}
+
+want_backports=
+if [ "$codename" = bookworm ]; then
+    want_backports=1
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+        missing+=("$p")
+done
+meson_ok=
+if command -v meson >/dev/null &&
+   dpkg --compare-versions "$(meson --version 2>/dev/null || echo 0)" ge 1.5; then
+    meson_ok=1
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ -n "$meson_ok" ]; then
+    mkdir -p "$(dirname "$stamp")" && touch "$stamp"
+    exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing packages: ${missing[*]} ${meson_ok:+}${meson_ok:-meson>=1.5}" >&2
+    echo "deps: run as root:  sudo make deps" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if [ -n "$want_backports" ]; then
+    src=/etc/apt/sources.list.d/bitmap-trace-backports.sources
+    if [ ! -f "$src" ]; then
+        cat > "$src" <<EOF
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    fi
+fi
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ -z "$meson_ok" ]; then
+    if [ -n "$want_backports" ]; then
+        apt-get install -y -q --no-install-recommends -t bookworm-backports meson
+    else
+        apt-get install -y -q --no-install-recommends meson
+    fi
+fi
+mkdir -p "$(dirname "$stamp")" && touch "$stamp"
+echo "deps: all build and test dependencies installed"
