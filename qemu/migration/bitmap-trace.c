@@ -1,0 +1,841 @@
+/*
+ * bitmap-trace: shadow migration dirty page tracer
+ *
+ * While the VM runs, dirty-log guest RAM as pre-copy live migration does,
+ * sync and harvest the dirty bitmap through migration's path every period,
+ * and log the guest page frame numbers dirtied in each round.  Nothing is
+ * sent anywhere.  See docs/devel/migration/bitmap-trace.rst.
+ *
+ * Copyright (c) 2026 The bitmap-trace authors
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or later.
+ * See the COPYING file in the top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/accel.h"
+#include "qemu/bitmap.h"
+#include "qemu/main-loop.h"
+#include "qemu/rcu.h"
+#include "qemu/rcu_queue.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-migration.h"
+#include "qapi/qapi-events-migration.h"
+#include "exec/address-spaces.h"
+#include "exec/memory.h"
+#include "exec/ram_addr.h"
+#include "exec/target_page.h"
+#include "migration/blocker.h"
+#include "migration/misc.h"
+#include "system/kvm.h"
+#include "system/qtest.h"
+#include "system/runstate.h"
+#include "system/tcg.h"
+#include "bitmap-trace.h"
+#include "migration.h"
+#include "ram.h"
+#include "trace.h"
+
+#define BITMAP_TRACE_ITERATIONS_MIN     3
+#define BITMAP_TRACE_ITERATIONS_MAX     100000
+#define BITMAP_TRACE_ITERATIONS_DEFAULT 3
+#define BITMAP_TRACE_PERIOD_MIN         10
+#define BITMAP_TRACE_PERIOD_MAX         100000
+#define BITMAP_TRACE_PERIOD_DEFAULT     10
+
+/* Ranges per "pfns"/"unmapped" line, to keep lines readable */
+#define BITMAP_TRACE_RANGES_PER_LINE    256
+
+/* Pages [page, page + npages) of a block are seen at PFN pfn onwards */
+typedef struct BitmapTraceSegment {
+    uint64_t page;
+    uint64_t npages;
+    uint64_t pfn;
+} BitmapTraceSegment;
+
+typedef struct BitmapTraceRun {
+    uint64_t first;
+    uint64_t npages;
+} BitmapTraceRun;
+
+typedef struct BitmapTraceBlock {
+    RAMBlock *rb;
+    char *idstr;
+    ram_addr_t offset;          /* ram_addr of page 0, 64-page aligned */
+    uint64_t max_pages;         /* bitmaps cover a resize up to this */
+    uint64_t pages;             /* used pages at start */
+    uint64_t used_pages;        /* used pages at the last harvest */
+    bool gone;                  /* the block was freed during the trace */
+    unsigned long *dirty;       /* dirtied in the current iteration */
+    unsigned long *seen;        /* dirtied in any measured iteration */
+    unsigned long *mapped;      /* has a GPA, at the last harvest */
+    unsigned long *scratch;
+    GArray *segs;               /* BitmapTraceSegment, in GPA order */
+} BitmapTraceBlock;
+
+typedef struct BitmapTrace {
+    /* Set up by the QMP handler, then owned by the trace thread */
+    char *filename;
+    int fd;
+    int64_t iterations;
+    int64_t period_ms;
+    const char *accel;
+    char *start_time;
+    int64_t t0_ns;
+    BitmapTraceBlock *blocks;
+    unsigned nblocks;
+    int64_t sync_us;
+    int64_t harvest_us;
+    off_t log_length;           /* bytes of complete records written */
+
+    QemuThread thread;
+    bool thread_created;        /* created and not joined yet */
+    QemuSemaphore wakeup;
+    bool stop_requested;        /* atomic */
+
+    /* Results, read by query-bitmap-trace; protected by @lock */
+    QemuMutex lock;
+    BitmapTraceStatus status;
+    int64_t completed;
+    int64_t elapsed_ms;
+    uint64_t distinct;
+    GArray *dirty_pages;        /* uint64_t per iteration, 0 first */
+    char *error;
+} BitmapTrace;
+
+static BitmapTrace bt_state;
+static Error *bt_blocker;
+
+static const char *bitmap_trace_accel(void)
+{
+    if (qtest_enabled()) {
+        return "qtest";
+    }
+    if (kvm_enabled()) {
+        return kvm_dirty_ring_enabled() ? "kvm-dirty-ring" : "kvm";
+    }
+    if (tcg_enabled()) {
+        return "tcg";
+    }
+    return current_accel_name();
+}
+
+static int64_t now_ns(void)
+{
+    return qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+}
+
+static void bitmap_trace_free_blocks(BitmapTrace *bt)
+{
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+
+        g_free(b->idstr);
+        g_free(b->dirty);
+        g_free(b->seen);
+        g_free(b->mapped);
+        g_free(b->scratch);
+        g_array_free(b->segs, true);
+    }
+    g_clear_pointer(&bt->blocks, g_free);
+    bt->nblocks = 0;
+}
+
+/*
+ * Take the blocks migration would send.  Called with the BQL held (for
+ * idstr) and the RCU read lock.
+ */
+static void bitmap_trace_init_blocks(BitmapTrace *bt)
+{
+    RAMBlock *rb;
+    unsigned n = 0;
+
+    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
+        n++;
+    }
+    bt->blocks = g_new0(BitmapTraceBlock, n);
+    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
+        BitmapTraceBlock *b = &bt->blocks[bt->nblocks++];
+
+        /* find_ram_offset() aligns blocks to a word of the dirty bitmap */
+        assert(!((rb->offset >> TARGET_PAGE_BITS) % BITS_PER_LONG));
+        b->rb = rb;
+        b->idstr = g_strdup(qemu_ram_get_idstr(rb));
+        b->offset = rb->offset;
+        b->max_pages = rb->max_length >> TARGET_PAGE_BITS;
+        b->pages = rb->used_length >> TARGET_PAGE_BITS;
+        b->dirty = bitmap_new(b->max_pages);
+        b->seen = bitmap_new(b->max_pages);
+        b->mapped = bitmap_new(b->max_pages);
+        b->scratch = bitmap_new(b->max_pages);
+        b->segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
+    }
+}
+
+/*
+ * Atomically take and clear the DIRTY_MEMORY_MIGRATION bits of a block
+ * into the tracer's own bitmap.  This is cpu_physical_memory_sync_dirty_bitmap()
+ * without its migration bitmaps (rb->bmap exists only while migrating), and
+ * it counts every harvested bit: the tracer models an infinitely fast link,
+ * so a page dirtied again is sent again.  Called with the RCU read lock.
+ */
+static uint64_t bitmap_trace_harvest_block(BitmapTraceBlock *b)
+{
+    unsigned long * const *src = qatomic_rcu_read(
+        &ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION])->blocks;
+    unsigned long first_word = BIT_WORD(b->offset >> TARGET_PAGE_BITS);
+    unsigned long nwords = BITS_TO_LONGS(b->used_pages);
+    unsigned long words_per_block = DIRTY_MEMORY_BLOCK_SIZE / BITS_PER_LONG;
+    uint64_t count = 0;
+
+    for (unsigned long k = 0; k < nwords; k++) {
+        unsigned long word = first_word + k;
+        unsigned long *p = &src[word / words_per_block][word % words_per_block];
+        unsigned long mask = ~0UL;
+        unsigned long bits;
+
+        if (k == nwords - 1 && b->used_pages % BITS_PER_LONG) {
+            /* the rest of the word lies beyond the block's used pages */
+            mask = BITMAP_LAST_WORD_MASK(b->used_pages);
+        }
+        if (!(qatomic_read(p) & mask)) {
+            continue;
+        }
+        if (mask == ~0UL) {
+            bits = qatomic_xchg(p, 0);
+        } else {
+            bits = qatomic_fetch_and(p, ~mask) & mask;
+        }
+        b->dirty[k] = bits;
+        count += ctpopl(bits);
+    }
+
+    if (count) {
+        /*
+         * Re-arm tracking for the pages taken, or a page written in every
+         * round would show up only once: with KVM manual dirty log protect
+         * the pages stay writable until KVM_CLEAR_DIRTY_LOG (a no-op for
+         * the dirty ring, which re-protects on ring reset); with TCG the
+         * TLB entries stay "not dirty" until reset.  The latter takes an
+         * absolute ram_addr, not an offset into the block.
+         */
+        memory_region_clear_dirty_bitmap(b->rb->mr, 0,
+                                         b->used_pages << TARGET_PAGE_BITS);
+        cpu_physical_memory_dirty_bits_cleared(b->offset,
+                                               b->used_pages << TARGET_PAGE_BITS);
+    }
+    return count;
+}
+
+static BitmapTraceBlock *bitmap_trace_find_block(BitmapTrace *bt,
+                                                 const RAMBlock *rb)
+{
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        if (bt->blocks[i].rb == rb && !bt->blocks[i].gone) {
+            return &bt->blocks[i];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * flatview_for_each_range() callback, called in ascending GPA order: give
+ * each page of a traced block the lowest GPA it is visible at.
+ */
+static bool bitmap_trace_map_range(Int128 start, Int128 len,
+                                   const MemoryRegion *mr,
+                                   hwaddr offset_in_region, void *opaque)
+{
+    BitmapTraceBlock *b;
+    hwaddr gpa, size;
+    uint64_t page, end;
+
+    if (!mr->ram_block) {
+        return false;
+    }
+    b = bitmap_trace_find_block(opaque, mr->ram_block);
+    if (!b) {
+        return false;
+    }
+    gpa = int128_get64(start);
+    size = int128_get64(len);
+    /* a page mapped at an address that is not page aligned has no PFN */
+    if ((gpa - offset_in_region) & ~TARGET_PAGE_MASK) {
+        return false;
+    }
+    page = DIV_ROUND_UP(offset_in_region, TARGET_PAGE_SIZE);
+    end = MIN((offset_in_region + size) >> TARGET_PAGE_BITS, b->max_pages);
+
+    while (page < end) {
+        uint64_t run_end;
+        BitmapTraceSegment seg;
+
+        page = find_next_zero_bit(b->mapped, end, page);
+        if (page >= end) {
+            break;
+        }
+        run_end = find_next_bit(b->mapped, end, page);
+        seg.page = page;
+        seg.npages = run_end - page;
+        seg.pfn = (gpa + (page << TARGET_PAGE_BITS) - offset_in_region) >>
+                  TARGET_PAGE_BITS;
+        g_array_append_val(b->segs, seg);
+        bitmap_set(b->mapped, page, seg.npages);
+        page = run_end;
+    }
+    return false;
+}
+
+/*
+ * One round: sync the dirty log, harvest every traced block and snapshot
+ * the memory map the harvested pages are to be translated with.  Called
+ * with the BQL held, like migration_bitmap_sync().
+ */
+static void bitmap_trace_sync(BitmapTrace *bt)
+{
+    int64_t t_sync = now_ns(), t_harvest;
+
+    memory_global_dirty_log_sync(false);
+    t_harvest = now_ns();
+
+    WITH_RCU_READ_LOCK_GUARD() {
+        RAMBlock *rb;
+
+        for (unsigned i = 0; i < bt->nblocks; i++) {
+            BitmapTraceBlock *b = &bt->blocks[i];
+            bool present = false;
+
+            RAMBLOCK_FOREACH(rb) {
+                if (rb == b->rb) {
+                    present = true;
+                    break;
+                }
+            }
+            b->gone = b->gone || !present;
+            bitmap_zero(b->dirty, b->max_pages);
+            bitmap_zero(b->mapped, b->max_pages);
+            g_array_set_size(b->segs, 0);
+            if (!b->gone) {
+                b->used_pages = MIN(b->rb->used_length >> TARGET_PAGE_BITS,
+                                    b->max_pages);
+                bitmap_trace_harvest_block(b);
+            }
+        }
+        flatview_for_each_range(address_space_to_flatview(&address_space_memory),
+                                bitmap_trace_map_range, bt);
+    }
+    /* TCG: make sure no vCPU is still in a write whose bit we missed */
+    memory_global_after_dirty_log_sync();
+
+    bt->sync_us = (t_harvest - t_sync) / SCALE_US;
+    bt->harvest_us = (now_ns() - t_harvest) / SCALE_US;
+}
+
+static gint bitmap_trace_run_cmp(gconstpointer a, gconstpointer b)
+{
+    const BitmapTraceRun *x = a, *y = b;
+
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static void bitmap_trace_add_run(GArray *runs, uint64_t first, uint64_t n)
+{
+    BitmapTraceRun run = { .first = first, .npages = n };
+
+    g_array_append_val(runs, run);
+}
+
+/* Append "word r r r..." lines, BITMAP_TRACE_RANGES_PER_LINE at a time */
+static void bitmap_trace_put_ranges(GString *out, const char *word,
+                                    const char *prefix, GArray *runs)
+{
+    for (guint i = 0; i < runs->len; i++) {
+        BitmapTraceRun *r = &g_array_index(runs, BitmapTraceRun, i);
+
+        if (i % BITMAP_TRACE_RANGES_PER_LINE == 0) {
+            g_string_append_printf(out, "%s%s", i ? "\n" : "", word);
+        }
+        g_string_append_printf(out, " %s%" PRIx64, prefix, r->first);
+        if (r->npages > 1) {
+            g_string_append_printf(out, "-%" PRIx64, r->first + r->npages - 1);
+        }
+    }
+    if (runs->len) {
+        g_string_append_c(out, '\n');
+    }
+}
+
+/*
+ * Translate the harvested pages to PFNs and append iteration @n to @out.
+ * Runs without the BQL: it only reads the tracer's own snapshot.
+ */
+static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
+                                          int64_t t_ns, GString *out,
+                                          uint64_t *dirty_out,
+                                          uint64_t *fresh_out)
+{
+    g_autoptr(GArray) runs = g_array_new(false, false, sizeof(BitmapTraceRun));
+    g_autoptr(GArray) merged = g_array_new(false, false,
+                                           sizeof(BitmapTraceRun));
+    g_autoptr(GString) unmapped_lines = g_string_new(NULL);
+    uint64_t dirty = 0, unmapped = 0, fresh = 0;
+    int64_t t_us = (t_ns - bt->t0_ns) / SCALE_US;
+
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+        g_autoptr(GArray) urun = NULL;
+        g_autofree char *prefix = NULL;
+        uint64_t p;
+
+        if (b->gone) {
+            continue;
+        }
+        dirty += bitmap_count_one(b->dirty, b->used_pages);
+        if (n > 0) {
+            bitmap_andnot(b->scratch, b->dirty, b->seen, b->used_pages);
+            fresh += bitmap_count_one(b->scratch, b->used_pages);
+            bitmap_or(b->seen, b->seen, b->dirty, b->used_pages);
+        }
+
+        for (guint s = 0; s < b->segs->len; s++) {
+            BitmapTraceSegment *seg = &g_array_index(b->segs,
+                                                     BitmapTraceSegment, s);
+            uint64_t end = MIN(seg->page + seg->npages, b->used_pages);
+
+            for (p = find_next_bit(b->dirty, end, seg->page); p < end;
+                 p = find_next_bit(b->dirty, end, p)) {
+                uint64_t q = find_next_zero_bit(b->dirty, end, p);
+
+                bitmap_trace_add_run(runs, seg->pfn + (p - seg->page), q - p);
+                p = q;
+            }
+        }
+
+        bitmap_andnot(b->scratch, b->dirty, b->mapped, b->used_pages);
+        urun = g_array_new(false, false, sizeof(BitmapTraceRun));
+        for (p = find_first_bit(b->scratch, b->used_pages); p < b->used_pages;
+             p = find_next_bit(b->scratch, b->used_pages, p)) {
+            uint64_t q = find_next_zero_bit(b->scratch, b->used_pages, p);
+
+            bitmap_trace_add_run(urun, p, q - p);
+            unmapped += q - p;
+            p = q;
+        }
+        prefix = g_strdup_printf("%s:", b->idstr);
+        bitmap_trace_put_ranges(unmapped_lines, "unmapped", prefix, urun);
+    }
+
+    /* Segments of several blocks interleave in GPA order: sort and merge */
+    g_array_sort(runs, bitmap_trace_run_cmp);
+    for (guint i = 0; i < runs->len; i++) {
+        BitmapTraceRun *r = &g_array_index(runs, BitmapTraceRun, i);
+        BitmapTraceRun *last = merged->len ?
+            &g_array_index(merged, BitmapTraceRun, merged->len - 1) : NULL;
+
+        if (last && last->first + last->npages == r->first) {
+            last->npages += r->npages;
+        } else {
+            g_array_append_val(merged, *r);
+        }
+    }
+
+    g_string_append_printf(out, "iter n=%" PRId64 " t-ms=%" PRId64 ".%03d"
+                           " dirty=%" PRIu64 " unmapped=%" PRIu64
+                           " sync-us=%" PRId64 " harvest-us=%" PRId64 "\n",
+                           n, t_us / 1000, (int)(t_us % 1000), dirty,
+                           unmapped, bt->sync_us, bt->harvest_us);
+    bitmap_trace_put_ranges(out, "pfns", "", merged);
+    g_string_append(out, unmapped_lines->str);
+
+    trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
+                                 bt->harvest_us,
+                                 (t_ns - bt->t0_ns) / SCALE_MS -
+                                 n * bt->period_ms);
+    *dirty_out = dirty;
+    *fresh_out = fresh;
+}
+
+/* Iteration @n is in the log: publish its results */
+static void bitmap_trace_commit(BitmapTrace *bt, int64_t n, int64_t t_ns,
+                                uint64_t dirty, uint64_t fresh)
+{
+    qemu_mutex_lock(&bt->lock);
+    bt->distinct += fresh;
+    bt->completed = n;
+    bt->elapsed_ms = (t_ns - bt->t0_ns) / SCALE_MS;
+    g_array_append_val(bt->dirty_pages, dirty);
+    qemu_mutex_unlock(&bt->lock);
+}
+
+/*
+ * Write complete records only.  On error, cut the file back to the last
+ * complete record so that what was written stays a valid log.
+ */
+static bool bitmap_trace_write(BitmapTrace *bt, GString *out, Error **errp)
+{
+    ssize_t done = qemu_write_full(bt->fd, out->str, out->len);
+
+    if (done != out->len) {
+        error_setg_errno(errp, errno, "cannot write bitmap-trace log '%s'",
+                         bt->filename);
+        if (ftruncate(bt->fd, bt->log_length) < 0) {
+            /* nothing more to do: the error above is what the user sees */
+        }
+        lseek(bt->fd, bt->log_length, SEEK_SET);
+        g_string_truncate(out, 0);
+        return false;
+    }
+    bt->log_length += out->len;
+    g_string_truncate(out, 0);
+    return true;
+}
+
+static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
+{
+    g_string_append_printf(out, "bitmap-trace v1\n"
+                           "meta qemu=%s accel=%s page-size=%d"
+                           " period-ms=%" PRId64 " iterations=%" PRId64
+                           " start=%s\n",
+                           QEMU_VERSION, bt->accel, (int)TARGET_PAGE_SIZE,
+                           bt->period_ms, bt->iterations, bt->start_time);
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+        g_autoptr(GArray) segs = g_array_copy(b->segs);
+
+        g_string_append_printf(out, "block name=%s pages=%" PRIu64 " map=",
+                               b->idstr, b->pages);
+        /* list the ranges in GPA order, merged where contiguous */
+        for (guint s = 0; s < segs->len; s++) {
+            BitmapTraceSegment *seg = &g_array_index(segs,
+                                                     BitmapTraceSegment, s);
+
+            while (s + 1 < segs->len) {
+                BitmapTraceSegment *next = seg + 1;
+
+                if (next->pfn != seg->pfn + seg->npages ||
+                    next->page != seg->page + seg->npages) {
+                    break;
+                }
+                seg->npages += next->npages;
+                g_array_remove_index(segs, s + 1);
+            }
+            g_string_append_printf(out, "%s%" PRIx64 "+%" PRIu64,
+                                   s ? "," : "", seg->pfn, seg->npages);
+        }
+        g_string_append_c(out, '\n');
+    }
+}
+
+/*
+ * Sleep until @deadline_ns or until asked to stop.
+ * Returns true if a stop was requested.
+ */
+static bool bitmap_trace_wait(BitmapTrace *bt, int64_t deadline_ns)
+{
+    while (!qatomic_read(&bt->stop_requested)) {
+        int64_t left_ms = DIV_ROUND_UP(deadline_ns - now_ns(), SCALE_MS);
+
+        if (left_ms <= 0) {
+            return false;
+        }
+        qemu_sem_timedwait(&bt->wakeup, left_ms);
+    }
+    return true;
+}
+
+static void *bitmap_trace_thread(void *opaque)
+{
+    BitmapTrace *bt = opaque;
+    g_autoptr(GString) out = g_string_new(NULL);
+    BitmapTraceStatus status = BITMAP_TRACE_STATUS_COMPLETED;
+    Error *err = NULL;
+    uint64_t dirty, fresh;
+    int64_t n;
+
+    rcu_register_thread();
+
+    /* The QMP handler took the baseline: write it first */
+    bitmap_trace_format_header(bt, out);
+    bitmap_trace_format_iteration(bt, 0, bt->t0_ns, out, &dirty, &fresh);
+    if (bitmap_trace_write(bt, out, &err)) {
+        bitmap_trace_commit(bt, 0, bt->t0_ns, dirty, fresh);
+    }
+
+    for (n = 1; !err && n <= bt->iterations; n++) {
+        bool stop = bitmap_trace_wait(bt, bt->t0_ns +
+                                      n * bt->period_ms * SCALE_MS);
+        int64_t t_ns;
+
+        bql_lock();
+        t_ns = now_ns();
+        bitmap_trace_sync(bt);
+        bql_unlock();
+
+        bitmap_trace_format_iteration(bt, n, t_ns, out, &dirty, &fresh);
+        if (!bitmap_trace_write(bt, out, &err)) {
+            break;
+        }
+        bitmap_trace_commit(bt, n, t_ns, dirty, fresh);
+        if (stop) {
+            status = BITMAP_TRACE_STATUS_CANCELLED;
+            break;
+        }
+    }
+
+    bql_lock();
+    memory_global_dirty_log_stop(GLOBAL_DIRTY_TRACE);
+    migrate_del_blocker(&bt_blocker);
+    bql_unlock();
+
+    if (err) {
+        /*
+         * Best effort: the file failed once already.  Without its header
+         * there is no log to end.
+         */
+        g_autofree char *msg = g_strdelimit(g_strdup(error_get_pretty(err)),
+                                            "\n", ' ');
+
+        status = BITMAP_TRACE_STATUS_FAILED;
+        if (bt->log_length) {
+            g_string_append_printf(out, "end status=failed iterations=%"
+                                   PRId64 " error=%s\n", bt->completed, msg);
+            bitmap_trace_write(bt, out, NULL);
+        }
+    } else {
+        g_string_append_printf(out, "end status=%s iterations=%" PRId64 "\n",
+                               BitmapTraceStatus_str(status), bt->completed);
+        if (!bitmap_trace_write(bt, out, &err)) {
+            status = BITMAP_TRACE_STATUS_FAILED;
+        }
+    }
+    if (close(bt->fd) < 0 && !err) {
+        error_setg_errno(&err, errno, "cannot close bitmap-trace log '%s'",
+                         bt->filename);
+        status = BITMAP_TRACE_STATUS_FAILED;
+    }
+    bt->fd = -1;
+
+    qemu_mutex_lock(&bt->lock);
+    bt->status = status;
+    if (err) {
+        bt->error = g_strdup(error_get_pretty(err));
+    }
+    qemu_mutex_unlock(&bt->lock);
+
+    /* From here on the thread takes no lock: it can be joined under BQL */
+    trace_bitmap_trace_stop(bt->completed, BitmapTraceStatus_str(status));
+    qapi_event_send_bitmap_trace_completed(status, bt->completed,
+                                           err ? error_get_pretty(err) : NULL);
+    error_free(err);
+    rcu_unregister_thread();
+    return NULL;
+}
+
+/* Join a trace thread that has ended.  Called with the BQL held. */
+static void bitmap_trace_join(BitmapTrace *bt)
+{
+    if (bt->thread_created) {
+        assert(bt->status != BITMAP_TRACE_STATUS_ACTIVE);
+        qemu_thread_join(&bt->thread);
+        bt->thread_created = false;
+    }
+}
+
+static bool bitmap_trace_check_args(const char *filename,
+                                    int64_t iterations, int64_t period,
+                                    Error **errp)
+{
+    if (!filename) {
+        error_setg(errp, "Parameter 'filename' is required to start a "
+                   "bitmap-trace");
+        return false;
+    }
+    if (iterations < BITMAP_TRACE_ITERATIONS_MIN ||
+        iterations > BITMAP_TRACE_ITERATIONS_MAX) {
+        error_setg(errp, "Parameter 'iterations' must be in the range "
+                   "%d-%d, got %" PRId64, BITMAP_TRACE_ITERATIONS_MIN,
+                   BITMAP_TRACE_ITERATIONS_MAX, iterations);
+        return false;
+    }
+    if (period < BITMAP_TRACE_PERIOD_MIN || period > BITMAP_TRACE_PERIOD_MAX) {
+        error_setg(errp, "Parameter 'period' must be in the range %d-%d "
+                   "(milliseconds), got %" PRId64, BITMAP_TRACE_PERIOD_MIN,
+                   BITMAP_TRACE_PERIOD_MAX, period);
+        return false;
+    }
+    return true;
+}
+
+static void bitmap_trace_start(const char *filename, int64_t iterations,
+                               int64_t period, Error **errp)
+{
+    ERRP_GUARD();
+    BitmapTrace *bt = &bt_state;
+    g_autoptr(GDateTime) start = NULL;
+    int fd;
+
+    if (!bitmap_trace_check_args(filename, iterations, period, errp)) {
+        return;
+    }
+    if (bt->status == BITMAP_TRACE_STATUS_ACTIVE) {
+        error_setg(errp, "A bitmap-trace to '%s' is already active; stop it "
+                   "with state=false first", bt->filename);
+        return;
+    }
+    if (runstate_check(RUN_STATE_INMIGRATE) || migration_is_running() ||
+        runstate_check(RUN_STATE_SAVE_VM) ||
+        (global_dirty_tracking & GLOBAL_DIRTY_MIGRATION)) {
+        error_setg(errp, "bitmap-trace cannot run while a migration or "
+                   "snapshot is in progress");
+        return;
+    }
+
+    /* A trace that took dirty bits from a live migration would corrupt it */
+    if (!bt_blocker) {
+        error_setg(&bt_blocker, "Live migration disabled: bitmap-trace in "
+                   "progress");
+    }
+    if (migrate_add_blocker_internal(&bt_blocker, errp) < 0) {
+        return;
+    }
+    if (!memory_global_dirty_log_start(GLOBAL_DIRTY_TRACE, errp)) {
+        error_prepend(errp, "bitmap-trace cannot start dirty logging: ");
+        migrate_del_blocker(&bt_blocker);
+        return;
+    }
+    /* Only now, with nothing left to fail, create or truncate the file */
+    fd = qemu_create(filename, O_WRONLY | O_TRUNC | O_BINARY, 0600, errp);
+    if (fd < 0) {
+        memory_global_dirty_log_stop(GLOBAL_DIRTY_TRACE);
+        migrate_del_blocker(&bt_blocker);
+        return;
+    }
+
+    /* The last trace has ended: join it and drop its results */
+    bitmap_trace_join(bt);
+    bitmap_trace_free_blocks(bt);
+    g_free(bt->filename);
+    g_free(bt->start_time);
+    g_clear_pointer(&bt->error, g_free);
+    if (bt->dirty_pages) {
+        g_array_free(bt->dirty_pages, true);
+    } else {
+        qemu_mutex_init(&bt->lock);
+        qemu_sem_init(&bt->wakeup, 0);
+    }
+    while (!qemu_sem_timedwait(&bt->wakeup, 0)) {
+        /* drain posts left by the last trace */
+    }
+
+    start = g_date_time_new_now_utc();
+    bt->filename = g_strdup(filename);
+    bt->fd = fd;
+    bt->iterations = iterations;
+    bt->period_ms = period;
+    bt->accel = bitmap_trace_accel();
+    bt->start_time = g_date_time_format_iso8601(start);
+    bt->dirty_pages = g_array_new(false, false, sizeof(uint64_t));
+    bt->completed = 0;
+    bt->elapsed_ms = 0;
+    bt->distinct = 0;
+    bt->log_length = 0;
+    qatomic_set(&bt->stop_requested, false);
+
+    /*
+     * The baseline: every guest write after this command returns is caught
+     * by a later iteration.  Iteration 0 stands for pre-copy's bulk round
+     * and lists every page, whatever bits were pending.
+     */
+    WITH_RCU_READ_LOCK_GUARD() {
+        bitmap_trace_init_blocks(bt);
+    }
+    bt->t0_ns = now_ns();
+    bitmap_trace_sync(bt);
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+
+        bitmap_set(b->dirty, 0, b->used_pages);
+    }
+
+    bt->status = BITMAP_TRACE_STATUS_ACTIVE;
+    trace_bitmap_trace_start(filename, iterations, period, bt->accel);
+    qemu_thread_create(&bt->thread, MIGRATION_THREAD_BITMAP_TRACE,
+                       bitmap_trace_thread, bt, QEMU_THREAD_JOINABLE);
+    bt->thread_created = true;
+}
+
+void qmp_bitmap_trace(bool state, const char *filename,
+                      bool has_iterations, int64_t iterations,
+                      bool has_period, int64_t period, Error **errp)
+{
+    BitmapTrace *bt = &bt_state;
+
+    if (state) {
+        bitmap_trace_start(filename,
+                           has_iterations ? iterations
+                                          : BITMAP_TRACE_ITERATIONS_DEFAULT,
+                           has_period ? period : BITMAP_TRACE_PERIOD_DEFAULT,
+                           errp);
+    } else if (bt->status == BITMAP_TRACE_STATUS_ACTIVE) {
+        /* the thread takes a last iteration and ends as cancelled */
+        qatomic_set(&bt->stop_requested, true);
+        qemu_sem_post(&bt->wakeup);
+    }
+}
+
+BitmapTraceInfo *qmp_query_bitmap_trace(Error **errp)
+{
+    BitmapTrace *bt = &bt_state;
+    BitmapTraceInfo *info = g_new0(BitmapTraceInfo, 1);
+
+    if (!bt->dirty_pages) {
+        info->status = BITMAP_TRACE_STATUS_NONE;
+        return info;
+    }
+
+    qemu_mutex_lock(&bt->lock);
+    info->status = bt->status;
+    info->filename = g_strdup(bt->filename);
+    info->has_iterations = true;
+    info->iterations = bt->iterations;
+    info->has_period = true;
+    info->period = bt->period_ms;
+    info->has_page_size = true;
+    info->page_size = TARGET_PAGE_SIZE;
+    info->completed_iterations = bt->completed;
+    info->has_elapsed_ms = true;
+    info->elapsed_ms = bt->elapsed_ms;
+    info->has_distinct_pages = true;
+    info->distinct_pages = bt->distinct;
+    info->has_dirty_pages = true;
+    for (int i = bt->dirty_pages->len - 1; i >= 0; i--) {
+        QAPI_LIST_PREPEND(info->dirty_pages,
+                          g_array_index(bt->dirty_pages, uint64_t, i));
+    }
+    if (bt->completed > 0) {
+        info->has_last_dirty_pages = true;
+        info->last_dirty_pages = g_array_index(bt->dirty_pages, uint64_t,
+                                               bt->dirty_pages->len - 1);
+    }
+    info->error_desc = g_strdup(bt->error);
+    qemu_mutex_unlock(&bt->lock);
+    return info;
+}
+
+void bitmap_trace_shutdown(void)
+{
+    BitmapTrace *bt = &bt_state;
+
+    if (!bt->thread_created) {
+        return;
+    }
+    qatomic_set(&bt->stop_requested, true);
+    qemu_sem_post(&bt->wakeup);
+    /* the thread needs the BQL for its last sync */
+    bql_unlock();
+    qemu_thread_join(&bt->thread);
+    bql_lock();
+    bt->thread_created = false;
+}

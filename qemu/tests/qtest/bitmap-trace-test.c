@@ -1,0 +1,675 @@
+/*
+ * QTest for bitmap-trace: exactness under the qtest accelerator, and the
+ * QMP/HMP interface.
+ *
+ * Under -accel qtest no vCPU runs: the only writes to guest RAM are the
+ * test's own qtest_writeb()/qtest_memset(), so every window of the trace
+ * must list exactly the pages the test wrote in it.
+ *
+ * Copyright (c) 2026 The bitmap-trace authors
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or later.
+ * See the COPYING file in the top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "bitmap-trace-log.h"
+
+#define PAGE 4096ULL
+#define NONE_ARGS "-M none -cpu qemu64,apic-id=0 -m 16M"
+#define NONE_PAGES 4096
+
+/* -M pc with RAM above 4 GiB: pc.ram offset 128M is GPA 4G */
+#define PC_HIGH_ARGS "-M pc,max-ram-below-4g=128M -m 256M -nodefaults"
+
+static char *tmp_path(const char *name)
+{
+    int fd;
+    GError *err = NULL;
+    char *path = NULL;
+    g_autofree char *tmpl = g_strdup_printf("bitmap-trace-%s-XXXXXX", name);
+
+    fd = g_file_open_tmp(tmpl, &path, &err);
+    g_assert_no_error(err);
+    close(fd);
+    unlink(path);       /* the trace must create it */
+    return path;
+}
+
+static void start_trace(QTestState *qts, const char *path, int iterations,
+                        int period)
+{
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': %d, 'period': %d}}",
+        path, iterations, period);
+}
+
+/* Stop the trace and wait for its end; returns the event's data */
+static QDict *stop_trace(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    return qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+}
+
+static QDict *query_trace(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-bitmap-trace'}");
+    QDict *ret;
+
+    g_assert(qdict_haskey(resp, "return"));
+    ret = qdict_get_qdict(resp, "return");
+    qobject_ref(ret);
+    qobject_unref(resp);
+    return ret;
+}
+
+static int64_t completed_iterations(QTestState *qts)
+{
+    g_autoptr(QDict) info = query_trace(qts);
+
+    return qdict_get_int(info, "completed-iterations");
+}
+
+/*
+ * Wait until the trace has completed @n iterations.  Iterations have no
+ * event of their own, so poll query-bitmap-trace (bounded).
+ */
+static void wait_completed(QTestState *qts, int64_t n)
+{
+    for (int i = 0; i < 6000; i++) {
+        if (completed_iterations(qts) >= n) {
+            return;
+        }
+        g_usleep(5000);
+    }
+    g_assert_not_reached();
+}
+
+/* Assert @it lists exactly the sorted PFN set @pfns of size @n */
+static void assert_exact(const BTLogIter *it, const uint64_t *pfns, size_t n)
+{
+    g_assert_cmpuint(it->pfns->len, ==, n);
+    g_assert_cmpuint(it->dirty, ==, n);
+    g_assert_cmpuint(it->unmapped, ==, 0);
+    for (size_t i = 0; i < n; i++) {
+        g_assert_cmphex(g_array_index(it->pfns, uint64_t, i), ==, pfns[i]);
+    }
+}
+
+/* @err is what qtest_qmp_assert_failure_ref() returns */
+static const char *error_desc(QDict *resp)
+{
+    return qdict_get_str(resp, "desc");
+}
+
+/*
+ * Baseline and one measured window, closed by state=false: the window
+ * lists exactly the pages written, scattered and in a run.
+ */
+static void test_exact_stop(void)
+{
+    g_autofree char *path = tmp_path("stop");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(QDict) info = NULL;
+    g_autoptr(BTLog) log = NULL;
+    static const uint64_t expect[] = {
+        0x0, 0x5, 0x100, 0x101, 0x102, 0x7ff, 0xfff
+    };
+    const BTLogIter *it0, *it1;
+    struct stat st;
+
+    start_trace(qts, path, 100000, 100000);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_mode & 0777, ==, 0600);
+
+    qtest_writeb(qts, 0x5 * PAGE + 17, 1);
+    qtest_writeb(qts, 0x0, 2);
+    qtest_writeb(qts, 0xfff * PAGE + PAGE - 1, 3);
+    /* two writes to one page count once; a run spans three pages */
+    qtest_writeb(qts, 0x7ff * PAGE, 4);
+    qtest_writeb(qts, 0x7ff * PAGE + 8, 5);
+    qtest_memset(qts, 0x100 * PAGE + 100, 0xaa, 2 * PAGE);
+
+    ev = stop_trace(qts);
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "status"),
+                    ==, "cancelled");
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(ev, "data"),
+                                  "completed-iterations"), ==, 1);
+
+    log = bt_log_parse(path, true);
+    g_assert_cmpstr(log->accel, ==, "qtest");
+    g_assert_cmpint(log->page_size, ==, 4096);
+    g_assert_cmpint(log->period_ms, ==, 100000);
+    g_assert_cmpint(log->iterations, ==, 100000);
+    g_assert_cmpstr(log->end_status, ==, "cancelled");
+    g_assert_cmpuint(log->iters->len, ==, 2);
+
+    /* -M none: one block "ram" at GPA 0 */
+    g_assert_cmpuint(log->blocks->len, ==, 1);
+    {
+        const BTLogBlock *b = bt_log_find_block(log, "ram");
+
+        g_assert_nonnull(b);
+        g_assert_cmpuint(b->pages, ==, NONE_PAGES);
+        g_assert_cmpuint(b->map->len, ==, 1);
+        g_assert_cmphex(g_array_index(b->map, BTLogRange, 0).first, ==, 0);
+        g_assert_cmpuint(g_array_index(b->map, BTLogRange, 0).npages, ==,
+                         NONE_PAGES);
+    }
+
+    /* The baseline lists all RAM */
+    it0 = g_ptr_array_index(log->iters, 0);
+    g_assert_cmpuint(it0->dirty, ==, NONE_PAGES);
+    for (uint64_t p = 0; p < NONE_PAGES; p++) {
+        g_assert_cmphex(g_array_index(it0->pfns, uint64_t, p), ==, p);
+    }
+
+    it1 = g_ptr_array_index(log->iters, 1);
+    assert_exact(it1, expect, G_N_ELEMENTS(expect));
+
+    info = query_trace(qts);
+    g_assert_cmpstr(qdict_get_str(info, "status"), ==, "cancelled");
+    g_assert_cmpint(qdict_get_int(info, "completed-iterations"), ==, 1);
+    g_assert_cmpint(qdict_get_int(info, "last-dirty-pages"), ==,
+                    G_N_ELEMENTS(expect));
+    g_assert_cmpint(qdict_get_int(info, "distinct-pages"), ==,
+                    G_N_ELEMENTS(expect));
+    g_assert_cmpstr(qdict_get_str(info, "filename"), ==, path);
+
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
+ * Several windows.  Each window gets one qtest_memset, which is atomic with
+ * respect to the tracer's sync (both run under the BQL): so each memset
+ * lands in exactly one window, and each window holds at most one.  Page
+ * HOT is in every memset and must be in every non-empty window; a page
+ * written in one window must not reappear in the next.
+ */
+static void test_windows(void)
+{
+    g_autofree char *path = tmp_path("windows");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(QDict) info = NULL;
+    g_autoptr(BTLog) log = NULL;
+    const uint64_t hot = 0x200;
+    const int windows = 6;
+    guint w = 1;
+    int found = 0;
+    int64_t done;
+
+    start_trace(qts, path, 100000, 30);
+    for (int k = 1; k <= windows; k++) {
+        int64_t c = completed_iterations(qts);
+
+        /* pages hot .. hot + k: a different set every time */
+        qtest_memset(qts, hot * PAGE, k, (k + 1) * PAGE);
+        /* two syncs after @c: the one that took this memset is done */
+        wait_completed(qts, c + 2);
+    }
+    ev = stop_trace(qts);
+    done = qdict_get_int(qdict_get_qdict(ev, "data"), "completed-iterations");
+
+    log = bt_log_parse(path, true);
+    g_assert_cmpuint(log->iters->len, ==, done + 1);
+    for (int k = 1; k <= windows; k++) {
+        /* skip the empty windows between memsets */
+        for (; w < log->iters->len; w++) {
+            const BTLogIter *it = g_ptr_array_index(log->iters, w);
+
+            if (it->dirty) {
+                break;
+            }
+        }
+        g_assert_cmpuint(w, <, log->iters->len);
+        {
+            const BTLogIter *it = g_ptr_array_index(log->iters, w);
+            g_autofree uint64_t *expect = g_new(uint64_t, k + 1);
+
+            for (int i = 0; i <= k; i++) {
+                expect[i] = hot + i;
+            }
+            assert_exact(it, expect, k + 1);
+            g_assert_true(bt_log_iter_has_pfn(it, hot));
+            found++;
+        }
+        w++;
+    }
+    g_assert_cmpint(found, ==, windows);
+    /* no other window has any page */
+    for (; w < log->iters->len; w++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, w);
+
+        g_assert_cmpuint(it->dirty, ==, 0);
+    }
+
+    info = query_trace(qts);
+    g_assert_cmpint(qdict_get_int(info, "distinct-pages"), ==, windows + 1);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
+ * Guest-physical PFNs through the memory map: RAM above 4 GiB, an aliased
+ * ROM logged at its lowest address, RAM shadowed by ROMs logged unmapped.
+ */
+static void test_pc_high(void)
+{
+    g_autofree char *path = tmp_path("high");
+    QTestState *qts;
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(BTLog) log = NULL;
+    static const uint64_t expect[] = { 0x1, 0x7fff, 0x100000, 0x107fff };
+    const BTLogIter *it0, *it1;
+    const BTLogBlock *ram, *bios;
+    uint64_t total = 0;
+
+    if (!qtest_has_machine("pc")) {
+        g_test_skip("no pc machine");
+        return;
+    }
+    qts = qtest_init(PC_HIGH_ARGS);
+    start_trace(qts, path, 100000, 100000);
+    qtest_writeb(qts, 0x1000, 1);
+    qtest_writeb(qts, 0x7fff000, 1);
+    qtest_writeb(qts, 0x100000000ULL, 1);
+    qtest_writeb(qts, 0x107fff000ULL, 1);
+    ev = stop_trace(qts);
+
+    log = bt_log_parse(path, true);
+    ram = bt_log_find_block(log, "pc.ram");
+    g_assert_nonnull(ram);
+    g_assert_cmpuint(ram->pages, ==, 256 * 256);
+
+    /* pc.ram: offset 128M is at 4 GiB */
+    {
+        bool high = false;
+
+        for (guint i = 0; i < ram->map->len; i++) {
+            BTLogRange *r = &g_array_index(ram->map, BTLogRange, i);
+
+            if (r->first == 0x100000) {
+                g_assert_cmpuint(r->npages, ==, 128 * 256);
+                high = true;
+            }
+        }
+        g_assert_true(high);
+    }
+
+    it0 = g_ptr_array_index(log->iters, 0);
+    for (guint i = 0; i < log->blocks->len; i++) {
+        total += ((BTLogBlock *)g_ptr_array_index(log->blocks, i))->pages;
+    }
+    g_assert_cmpuint(it0->dirty, ==, total);
+    g_assert_true(bt_log_iter_has_pfn(it0, 0x100000));
+    g_assert_true(bt_log_iter_has_pfn(it0, 0x107fff));
+    g_assert_false(bt_log_iter_has_pfn(it0, 0x108000));
+    /* pc.ram under the option ROM / BIOS windows has no GPA */
+    g_assert_true(bt_log_iter_has_unmapped(it0, "pc.ram", 0xc0));
+    g_assert_true(bt_log_iter_has_unmapped(it0, "pc.ram", 0xff));
+
+    /* the last 128K of pc.bios show at 0xe0000 and below 4 GiB: lowest */
+    bios = bt_log_find_block(log, "pc.bios");
+    g_assert_nonnull(bios);
+    g_assert_true(bt_log_iter_has_pfn(it0, 0xff));
+    g_assert_true(bt_log_iter_has_pfn(it0, 0xfffc0));
+    g_assert_false(bt_log_iter_has_pfn(it0, 0xfffff));
+
+    it1 = g_ptr_array_index(log->iters, 1);
+    assert_exact(it1, expect, G_N_ELEMENTS(expect));
+
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* Two RAM blocks (NUMA nodes with their own memdevs) */
+static void test_two_blocks(void)
+{
+    g_autofree char *path = tmp_path("numa");
+    QTestState *qts;
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(BTLog) log = NULL;
+    /* node 1 starts at 32M: PFN 0x2000 */
+    static const uint64_t expect[] = { 0x10, 0x1fff, 0x2000, 0x2abc, 0x3fff };
+    const BTLogBlock *m0, *m1;
+
+    if (!qtest_has_machine("pc")) {
+        g_test_skip("no pc machine");
+        return;
+    }
+    qts = qtest_init("-M pc -m 64M -nodefaults "
+                     "-object memory-backend-ram,id=m0,size=32M "
+                     "-object memory-backend-ram,id=m1,size=32M "
+                     "-numa node,memdev=m0 -numa node,memdev=m1");
+    start_trace(qts, path, 100000, 100000);
+    for (size_t i = 0; i < G_N_ELEMENTS(expect); i++) {
+        qtest_writeb(qts, expect[i] * PAGE + 7, 0x55);
+    }
+    ev = stop_trace(qts);
+
+    log = bt_log_parse(path, true);
+    m0 = bt_log_find_block(log, "m0");
+    m1 = bt_log_find_block(log, "m1");
+    g_assert_nonnull(m0);
+    g_assert_nonnull(m1);
+    g_assert_cmpuint(m1->pages, ==, 32 * 256);
+    g_assert_cmphex(g_array_index(m1->map, BTLogRange, 0).first, ==, 0x2000);
+    assert_exact(g_ptr_array_index(log->iters, 1), expect,
+                 G_N_ELEMENTS(expect));
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* Defaults: 3 iterations of 10 ms, ending by itself */
+static void test_defaults(void)
+{
+    g_autofree char *path = tmp_path("defaults");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(QDict) info = NULL;
+    g_autoptr(BTLog) log = NULL;
+    QDict *data;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', 'arguments':"
+                             " {'state': true, 'filename': %s}}", path);
+    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+    data = qdict_get_qdict(ev, "data");
+    g_assert_cmpstr(qdict_get_str(data, "status"), ==, "completed");
+    g_assert_cmpint(qdict_get_int(data, "completed-iterations"), ==, 3);
+    g_assert_false(qdict_haskey(data, "error"));
+
+    info = query_trace(qts);
+    g_assert_cmpstr(qdict_get_str(info, "status"), ==, "completed");
+    g_assert_cmpint(qdict_get_int(info, "iterations"), ==, 3);
+    g_assert_cmpint(qdict_get_int(info, "period"), ==, 10);
+    g_assert_cmpint(qdict_get_int(info, "completed-iterations"), ==, 3);
+    g_assert_cmpint(qlist_size(qdict_get_qlist(info, "dirty-pages")), ==, 4);
+
+    log = bt_log_parse(path, true);
+    g_assert_cmpint(log->iterations, ==, 3);
+    g_assert_cmpint(log->period_ms, ==, 10);
+    g_assert_cmpstr(log->end_status, ==, "completed");
+    g_assert_cmpint(log->end_iterations, ==, 3);
+    g_assert_cmpuint(log->iters->len, ==, 4);
+    /* deadlines are t0 + i * period: never early */
+    for (guint i = 1; i < log->iters->len; i++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, i);
+
+        g_assert_cmpfloat(it->t_ms, >=, i * 10.0);
+        g_assert_cmpuint(it->dirty, ==, 0);
+    }
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* Every range boundary; a refused start creates no file */
+static void test_ranges(void)
+{
+    QTestState *qts = qtest_init(NONE_ARGS);
+    static const struct {
+        int iterations, period;
+        bool ok;
+        const char *param;
+    } cases[] = {
+        { 2, 10, false, "'iterations'" },
+        { 3, 10, true },
+        { 100000, 10, true },
+        { 100001, 10, false, "'iterations'" },
+        { 3, 9, false, "'period'" },
+        { 3, 100000, true },
+        { 3, 100001, false, "'period'" },
+        { -1, 10, false, "'iterations'" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *path = tmp_path("range");
+        g_autoptr(QDict) resp = NULL;
+
+        if (cases[i].ok) {
+            g_autoptr(QDict) ev = NULL;
+
+            start_trace(qts, path, cases[i].iterations, cases[i].period);
+            g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+            ev = stop_trace(qts);
+            unlink(path);
+            continue;
+        }
+        resp = qtest_qmp_assert_failure_ref(qts,
+            "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+            " 'filename': %s, 'iterations': %d, 'period': %d}}",
+            path, cases[i].iterations, cases[i].period);
+        g_assert_nonnull(strstr(error_desc(resp), cases[i].param));
+        g_assert_nonnull(strstr(error_desc(resp),
+                                cases[i].param[1] == 'i' ? "3-100000"
+                                                         : "10-100000"));
+        g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    }
+    qtest_quit(qts);
+}
+
+static void test_errors(void)
+{
+    g_autofree char *path = tmp_path("errors");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) idle = NULL;
+    g_autoptr(QDict) ev = NULL;
+    QDict *resp;
+
+    /* query and stop when idle */
+    idle = query_trace(qts);
+    g_assert_cmpstr(qdict_get_str(idle, "status"), ==, "none");
+    g_assert_cmpint(qdict_get_int(idle, "completed-iterations"), ==, 0);
+    g_assert_false(qdict_haskey(idle, "filename"));
+    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+
+    /* missing filename */
+    resp = qtest_qmp_assert_failure_ref(qts, "{'execute': 'bitmap-trace', "
+                                        "'arguments': {'state': true}}");
+    g_assert_nonnull(strstr(error_desc(resp), "'filename'"));
+    qobject_unref(resp);
+
+    /* unwritable path: the error names the file, nothing starts */
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': '/nonexistent-dir/dirty.log'}}");
+    g_assert_nonnull(strstr(error_desc(resp), "/nonexistent-dir/dirty.log"));
+    qobject_unref(resp);
+    qobject_unref(idle);
+    idle = query_trace(qts);
+    g_assert_cmpstr(qdict_get_str(idle, "status"), ==, "none");
+
+    /* double start */
+    start_trace(qts, path, 100000, 100000);
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': '/tmp/other'}}");
+    g_assert_nonnull(strstr(error_desc(resp), "already active"));
+    qobject_unref(resp);
+
+    /* migration is refused while the trace runs */
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'migrate', 'arguments': {'uri': 'file:/dev/null'}}");
+    g_assert_nonnull(strstr(error_desc(resp), "bitmap-trace"));
+    qobject_unref(resp);
+
+    ev = stop_trace(qts);
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "status"),
+                    ==, "cancelled");
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* A trace is refused while a migration runs (held in pre-switchover) */
+static void test_refused_during_migration(void)
+{
+    g_autofree char *path = tmp_path("mig");
+    g_autofree char *mig = tmp_path("mig-stream");
+    g_autofree char *uri = g_strdup_printf("file:%s", mig);
+    QTestState *qts = qtest_init(NONE_ARGS);
+    QDict *resp;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-capabilities',"
+        " 'arguments': {'capabilities': ["
+        "  {'capability': 'pause-before-switchover', 'state': true},"
+        "  {'capability': 'events', 'state': true}]}}");
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    for (;;) {
+        g_autoptr(QDict) ev = qtest_qmp_eventwait_ref(qts, "MIGRATION");
+        const char *st = qdict_get_str(qdict_get_qdict(ev, "data"), "status");
+
+        g_assert_cmpstr(st, !=, "failed");
+        if (!strcmp(st, "pre-switchover")) {
+            break;
+        }
+    }
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': %s}}", path);
+    g_assert_nonnull(strstr(error_desc(resp), "migration"));
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    qobject_unref(resp);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate_cancel'}");
+    for (;;) {
+        g_autoptr(QDict) ev = qtest_qmp_eventwait_ref(qts, "MIGRATION");
+        const char *st = qdict_get_str(qdict_get_qdict(ev, "data"), "status");
+
+        if (!strcmp(st, "cancelled")) {
+            break;
+        }
+    }
+    /* and once the migration is gone, a trace may start */
+    start_trace(qts, path, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    qtest_quit(qts);
+    unlink(path);
+    unlink(mig);
+}
+
+/* A write error ends the trace as failed; QEMU and the guest stay up */
+static void test_write_error(void)
+{
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(QDict) info = NULL;
+    g_autofree char *path = tmp_path("after-error");
+    QDict *data;
+
+    start_trace(qts, "/dev/full", 100000, 10);
+    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+    data = qdict_get_qdict(ev, "data");
+    g_assert_cmpstr(qdict_get_str(data, "status"), ==, "failed");
+    g_assert_nonnull(strstr(qdict_get_str(data, "error"), "/dev/full"));
+
+    info = query_trace(qts);
+    g_assert_cmpstr(qdict_get_str(info, "status"), ==, "failed");
+    g_assert_nonnull(strstr(qdict_get_str(info, "error-desc"),
+                            "No space left"));
+
+    /* the blocker is gone and logging can start again */
+    start_trace(qts, path, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* QEMU exits during a trace: the log is complete and valid */
+static void test_quit_during_trace(void)
+{
+    g_autofree char *path = tmp_path("quit");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(BTLog) log = NULL;
+
+    start_trace(qts, path, 100000, 100000);
+    qtest_writeb(qts, 0x3000, 1);
+    qtest_quit(qts);
+
+    log = bt_log_parse(path, true);
+    g_assert_cmpstr(log->end_status, ==, "cancelled");
+    g_assert_cmpuint(log->iters->len, ==, 2);
+    g_assert_true(bt_log_iter_has_pfn(g_ptr_array_index(log->iters, 1), 3));
+    unlink(path);
+}
+
+static void test_hmp(void)
+{
+    g_autofree char *path = tmp_path("hmp");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autofree char *help = qtest_hmp(qts, "help bitmap-trace");
+    g_autofree char *idle = qtest_hmp(qts, "info bitmap_trace");
+    g_autofree char *bad = NULL;
+    g_autofree char *start = NULL;
+    g_autofree char *off = NULL;
+    g_autofree char *info = NULL;
+
+    g_assert_nonnull(strstr(help, "bitmap-trace [-d] on|off [filename] "
+                            "[iterations] [period]"));
+    g_assert_nonnull(strstr(help, "iterations: 3-100000 (default 3)"));
+    g_assert_nonnull(strstr(help, "period: 10-100000 ms (default 10)"));
+    g_assert_nonnull(strstr(idle, "bitmap-trace: none"));
+
+    bad = qtest_hmp(qts, "bitmap-trace on \"%s\" 2 1000", path);
+    g_assert_nonnull(strstr(bad, "'iterations' must be in the range"));
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+
+    /* human-monitor-command cannot wait: the trace runs detached */
+    start = qtest_hmp(qts, "bitmap-trace on \"%s\" 10 100000", path);
+    g_assert_nonnull(strstr(start, "runs in the background"));
+    info = qtest_hmp(qts, "info bitmap_trace");
+    g_assert_nonnull(strstr(info, "bitmap-trace: active"));
+    g_assert_nonnull(strstr(info, path));
+    g_free(info);
+
+    qtest_writeb(qts, 0x2000, 1);
+    qtest_writeb(qts, 0x4000, 1);
+    off = qtest_hmp(qts, "bitmap-trace off");
+    g_assert_nonnull(strstr(off, "stops in the background"));
+    for (int i = 0; i < 2000; i++) {
+        g_autoptr(QDict) q = query_trace(qts);
+
+        if (strcmp(qdict_get_str(q, "status"), "active")) {
+            break;
+        }
+        g_usleep(5000);
+    }
+    info = qtest_hmp(qts, "info bitmap_trace");
+    g_assert_nonnull(strstr(info, "bitmap-trace: cancelled"));
+    g_assert_nonnull(strstr(info, "iterations: 1 of 10"));
+    g_assert_nonnull(strstr(info, "(baseline: all pages)"));
+    /* iteration 1 saw the two pages written */
+    g_assert_nonnull(strstr(info, "        1             2\r\n"));
+    g_assert_nonnull(strstr(info, "distinct pages dirtied: 2 "));
+    g_assert_nonnull(strstr(info, "min 2, mean 2.0, max 2"));
+    g_assert_nonnull(strstr(info, "dirty rate:"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_func("/bitmap-trace/exact/stop", test_exact_stop);
+    qtest_add_func("/bitmap-trace/exact/windows", test_windows);
+    qtest_add_func("/bitmap-trace/exact/pc-above-4g", test_pc_high);
+    qtest_add_func("/bitmap-trace/exact/two-blocks", test_two_blocks);
+    qtest_add_func("/bitmap-trace/iface/defaults", test_defaults);
+    qtest_add_func("/bitmap-trace/iface/ranges", test_ranges);
+    qtest_add_func("/bitmap-trace/iface/errors", test_errors);
+    qtest_add_func("/bitmap-trace/iface/refused-during-migration",
+                   test_refused_during_migration);
+    qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
+    qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
+    qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
+    return g_test_run();
+}
