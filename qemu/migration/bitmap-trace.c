@@ -176,10 +176,11 @@ static void bitmap_trace_init_blocks(BitmapTrace *bt)
 
 /*
  * Atomically take and clear the DIRTY_MEMORY_MIGRATION bits of a block
- * into the tracer's own bitmap.  This is cpu_physical_memory_sync_dirty_bitmap()
- * without its migration bitmaps (rb->bmap exists only while migrating), and
- * it counts every harvested bit: the tracer models an infinitely fast link,
- * so a page dirtied again is sent again.  Called with the RCU read lock.
+ * into the tracer's own bitmap.  This is
+ * cpu_physical_memory_sync_dirty_bitmap() without its migration bitmaps
+ * (rb->bmap exists only while migrating), and it counts every harvested
+ * bit: the tracer models an infinitely fast link, so a page dirtied again
+ * is sent again.  Called with the RCU read lock.
  */
 static uint64_t bitmap_trace_harvest_block(BitmapTraceBlock *b)
 {
@@ -221,10 +222,10 @@ static uint64_t bitmap_trace_harvest_block(BitmapTraceBlock *b)
          * TLB entries stay "not dirty" until reset.  The latter takes an
          * absolute ram_addr, not an offset into the block.
          */
-        memory_region_clear_dirty_bitmap(b->rb->mr, 0,
-                                         b->used_pages << TARGET_PAGE_BITS);
-        cpu_physical_memory_dirty_bits_cleared(b->offset,
-                                               b->used_pages << TARGET_PAGE_BITS);
+        ram_addr_t length = b->used_pages << TARGET_PAGE_BITS;
+
+        memory_region_clear_dirty_bitmap(b->rb->mr, 0, length);
+        cpu_physical_memory_dirty_bits_cleared(b->offset, length);
     }
     return count;
 }
@@ -301,6 +302,7 @@ static void bitmap_trace_sync(BitmapTrace *bt)
     t_harvest = now_ns();
 
     WITH_RCU_READ_LOCK_GUARD() {
+        FlatView *fv = address_space_to_flatview(&address_space_memory);
         RAMBlock *rb;
 
         for (unsigned i = 0; i < bt->nblocks; i++) {
@@ -323,8 +325,7 @@ static void bitmap_trace_sync(BitmapTrace *bt)
                 bitmap_trace_harvest_block(b);
             }
         }
-        flatview_for_each_range(address_space_to_flatview(&address_space_memory),
-                                bitmap_trace_map_range, bt);
+        flatview_for_each_range(fv, bitmap_trace_map_range, bt);
     }
     /* TCG: make sure no vCPU is still in a write whose bit we missed */
     memory_global_after_dirty_log_sync();

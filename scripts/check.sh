@@ -1,0 +1,151 @@
+#!/bin/bash
+# Run every test of the series and print one line "N passed, N failed, N skipped".
+#
+#   1. checkpatch.pl over the series' C files and patches
+#   2. the series' qtests and the upstream tests that exercise every QMP and
+#      HMP command and the QAPI schema, through meson test
+#   3. the quick pre-copy cases of upstream migration-test
+#   4. harness-level tests: tests/harness/*.sh (exit 0 pass, 77 skip)
+#
+# CHECK_ONLY="checkpatch qtest migration harness" picks suites.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+tree=$top/build/qemu
+obj=$top/build/obj
+logs=$top/build/check
+suites=${CHECK_ONLY:-checkpatch qtest migration harness}
+mkdir -p "$logs"
+
+pass=0 fail=0 skip=0
+failed=()
+
+result() {  # result pass|fail|skip NAME [why]
+    case $1 in
+    pass) pass=$((pass + 1)); echo "PASS  $2" ;;
+    fail) fail=$((fail + 1)); failed+=("$2"); echo "FAIL  $2${3:+: $3}" ;;
+    skip) skip=$((skip + 1)); echo "SKIP  $2${3:+: $3}" ;;
+    esac
+}
+
+# Count the TAP results of a test's output ($2) under suite name $1
+count_tap() {
+    local name=$1 out=$2 line
+    while IFS= read -r line; do
+        case "$line" in
+        "not ok "*) result fail "$name ${line#not ok }" ;;
+        "ok "*"# SKIP"*) result skip "$name ${line#ok }" ;;
+        "ok "*) result pass "$name ${line#ok }" ;;
+        esac
+    done < "$out"
+}
+
+if [[ " $suites " == *" checkpatch "* ]]; then
+    echo "== checkpatch"
+    (cd "$top/qemu" && find . -name '*.[ch]' | sed 's|^\./||' | sort) |
+    while read -r f; do echo "$f"; done > "$logs/checkpatch-files"
+    while read -r f; do
+        if (cd "$tree" && scripts/checkpatch.pl --no-tree -q -f "$f") \
+                > "$logs/checkpatch.out" 2>&1; then
+            result pass "checkpatch $f"
+        else
+            cat "$logs/checkpatch.out"
+            result fail "checkpatch $f"
+        fi
+    done < "$logs/checkpatch-files"
+    while read -r p; do
+        case "$p" in ''|'#'*) continue ;; esac
+        if (cd "$tree" && scripts/checkpatch.pl --no-tree -q "$top/patches/$p") \
+                > "$logs/checkpatch.out" 2>&1; then
+            result pass "checkpatch $p"
+        else
+            cat "$logs/checkpatch.out"
+            result fail "checkpatch $p"
+        fi
+    done < "$top/patches/series"
+fi
+
+kvm_note() {
+    if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+        echo "== /dev/kvm is usable: KVM cases run"
+    else
+        echo "== /dev/kvm is not usable here: KVM cases are skipped"
+    fi
+}
+
+if [[ " $suites " == *" qtest "* ]]; then
+    echo "== meson test: series qtests, qmp-cmd-test, test-hmp, QAPI schema"
+    kvm_note
+    qtests="bitmap-trace-test bitmap-trace-guest-test qmp-cmd-test test-hmp"
+    targets=()
+    for t in $qtests; do targets+=("tests/qtest/$t"); done
+    bash "$top/scripts/build.sh" "${targets[@]}" > "$logs/build.log" 2>&1 ||
+        { cat "$logs/build.log"; result fail "build tests"; }
+    names=()
+    for t in $qtests; do names+=("qtest-x86_64/$t"); done
+    (cd "$obj" && meson test --no-rebuild --print-errorlogs \
+        --suite qapi-schema "${names[@]}") > "$logs/meson.log" 2>&1
+    grep -E '^ *[0-9]+/[0-9]+ ' "$logs/meson.log"
+    python3 - "$obj/meson-logs/testlog.json" > "$logs/meson-results" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    print(t["name"].replace(" ", "_"), t["result"], t.get("protocol", ""))
+    if t.get("protocol") == "tap":
+        out = "/tmp/bt-check-" + t["name"].replace("/", "_") + ".tap"
+        open(out, "w").write(t.get("stdout", ""))
+EOF
+    while read -r name res proto; do
+        if [ "$proto" = tap ]; then
+            tapfile=/tmp/bt-check-${name//\//_}.tap
+            count_tap "$name" "$tapfile"
+            # a crash or timeout may leave no "not ok" line
+            case "$res" in OK|SKIP|EXPECTEDFAIL) ;;
+            *) result fail "$name" "meson says $res" ;; esac
+            rm -f "$tapfile"
+        else
+            case "$res" in
+            OK) result pass "$name" ;;
+            SKIP) result skip "$name" ;;
+            *) result fail "$name" "$res" ;;
+            esac
+        fi
+    done < "$logs/meson-results"
+fi
+
+if [[ " $suites " == *" migration "* ]]; then
+    echo "== migration-test: quick pre-copy cases"
+    bash "$top/scripts/build.sh" tests/qtest/migration-test > "$logs/build.log" 2>&1 ||
+        { cat "$logs/build.log"; result fail "build migration-test"; }
+    (cd "$obj" && QTEST_QEMU_BINARY=./qemu-system-x86_64 timeout 600 \
+        tests/qtest/migration-test --tap -k \
+        -p /x86_64/migration/precopy/file \
+        -p /x86_64/migration/precopy/unix/plain \
+        -p /x86_64/migration/precopy/tcp/plain) > "$logs/migration.tap" 2>&1
+    rc=$?
+    count_tap migration-test "$logs/migration.tap"
+    [ $rc = 0 ] || result fail migration-test "exit status $rc"
+fi
+
+if [[ " $suites " == *" harness "* ]]; then
+    echo "== harness tests"
+    for t in "$top"/tests/harness/*.sh; do
+        [ -e "$t" ] || continue
+        name=harness/$(basename "$t" .sh)
+        bash "$t" > "$logs/$(basename "$t").log" 2>&1
+        rc=$?
+        case $rc in
+        0) result pass "$name" ;;
+        77) result skip "$name" "$(tail -1 "$logs/$(basename "$t").log")" ;;
+        *) tail -30 "$logs/$(basename "$t").log"; result fail "$name" "exit $rc" ;;
+        esac
+    done
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "Failed:"
+    printf '  %s\n' "${failed[@]}"
+fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]
