@@ -20,7 +20,6 @@ OVERLAY := $(shell find $(TOP)/qemu -type f 2>/dev/null)
 # Firmware: Debian's SeaBIOS and iPXE packages; QEMU's own x86 option ROMs
 # (Debian strips them) are built from pc-bios/optionrom into the build tree.
 FIRMWAREPATH := $(OBJ)/pc-bios/optionrom:/usr/share/seabios:/usr/lib/ipxe/qemu:/usr/share/qemu
-export FIRMWAREPATH
 
 CONFIGURE_FLAGS := \
 	--python=/usr/bin/python3 --target-list=x86_64-softmmu \

@@ -11,9 +11,10 @@ ninja -C "$obj" qemu-system-x86_64 "$@"
 make -s -C "$obj/pc-bios/optionrom" >/dev/null
 # A binary run from the build tree looks up its firmware path inside
 # qemu-bundle/: make the configured firmware directories visible there.
-IFS=: read -r -a fwdirs <<< "${FIRMWAREPATH:?}"
-for d in "${fwdirs[@]}"; do
+sed -n 's/^#define CONFIG_QEMU_FIRMWAREPATH //p' "$obj/config-host.h" |
+    tr ',' '\n' | tr -d '" ' | grep . > "$obj/firmware-dirs"
+while read -r d; do
     mkdir -p "$obj/qemu-bundle$(dirname "$d")"
     ln -sfn "$d" "$obj/qemu-bundle$d"
-done
+done < "$obj/firmware-dirs"
 ln -sf "$obj/qemu-system-x86_64" "$top/build/qemu-system-x86_64"

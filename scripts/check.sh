@@ -40,6 +40,44 @@ count_tap() {
     done < "$out"
 }
 
+# meson test ARGS..., then count its results (TAP subtests one by one)
+meson_run() {
+    local name res proto tapfile
+    (cd "$obj" && meson test --no-rebuild --print-errorlogs "$@") \
+        > "$logs/meson.log" 2>&1
+    grep -E '^ *[0-9]+/[0-9]+ |ERROR' "$logs/meson.log"
+    python3 - "$obj/meson-logs/testlog.json" "$logs" \
+        > "$logs/meson-results" <<'EOF'
+import json, re, sys
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    name = t["name"].split(" / ")[-1].replace(" ", "_")
+    tap = re.search(r"^1\.\.[0-9]+$", t.get("stdout", ""), re.M)
+    print(name, t["result"], "tap" if tap else "exitcode")
+    if tap:
+        tap = sys.argv[2] + "/" + name.replace("/", "_") + ".tap"
+        open(tap, "w").write(t.get("stdout", ""))
+EOF
+    [ -s "$logs/meson-results" ] || result fail "meson test $*" "no results"
+    while read -r name res proto; do
+        if [ "$proto" = tap ]; then
+            tapfile=$logs/${name//\//_}.tap
+            count_tap "$name" "$tapfile"
+            # a crash or a timeout may leave no "not ok" line
+            case "$res" in
+            OK|SKIP|EXPECTEDFAIL) ;;
+            *) result fail "$name" "meson says $res" ;;
+            esac
+        else
+            case "$res" in
+            OK) result pass "$name" ;;
+            SKIP) result skip "$name" ;;
+            *) result fail "$name" "$res" ;;
+            esac
+        fi
+    done < "$logs/meson-results"
+}
+
 if [[ " $suites " == *" checkpatch "* ]]; then
     echo "== checkpatch"
     (cd "$top/qemu" && find . -name '*.[ch]' | sed 's|^\./||' | sort) |
@@ -83,34 +121,8 @@ if [[ " $suites " == *" qtest "* ]]; then
         { cat "$logs/build.log"; result fail "build tests"; }
     names=()
     for t in $qtests; do names+=("qtest-x86_64/$t"); done
-    (cd "$obj" && meson test --no-rebuild --print-errorlogs \
-        --suite qapi-schema "${names[@]}") > "$logs/meson.log" 2>&1
-    grep -E '^ *[0-9]+/[0-9]+ ' "$logs/meson.log"
-    python3 - "$obj/meson-logs/testlog.json" > "$logs/meson-results" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
-    t = json.loads(line)
-    print(t["name"].replace(" ", "_"), t["result"], t.get("protocol", ""))
-    if t.get("protocol") == "tap":
-        out = "/tmp/bt-check-" + t["name"].replace("/", "_") + ".tap"
-        open(out, "w").write(t.get("stdout", ""))
-EOF
-    while read -r name res proto; do
-        if [ "$proto" = tap ]; then
-            tapfile=/tmp/bt-check-${name//\//_}.tap
-            count_tap "$name" "$tapfile"
-            # a crash or timeout may leave no "not ok" line
-            case "$res" in OK|SKIP|EXPECTEDFAIL) ;;
-            *) result fail "$name" "meson says $res" ;; esac
-            rm -f "$tapfile"
-        else
-            case "$res" in
-            OK) result pass "$name" ;;
-            SKIP) result skip "$name" ;;
-            *) result fail "$name" "$res" ;;
-            esac
-        fi
-    done < "$logs/meson-results"
+    meson_run "${names[@]}"
+    meson_run --suite qapi-schema
 fi
 
 if [[ " $suites " == *" migration "* ]]; then
