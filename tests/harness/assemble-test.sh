@@ -1,0 +1,102 @@
+#!/bin/bash
+# Harness test: fetch-qemu.sh and assemble.sh on a small fake QEMU tree.
+#  - QEMU_SRC and QEMU_TARBALL are accepted for 10.0.x and refused otherwise
+#  - a full assembly applies the series and the overlay, read-only
+#  - a re-assembly rewrites only files whose content changed
+#  - a series that does not apply is a hard error naming patch and hunk
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'chmod -R u+w "$tmp"; rm -rf "$tmp"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# root may write anything: look at the mode bits, not at access(2)
+writable() { [[ "$(stat -c %A "$1")" == *w* ]]; }
+
+# A fake repository: its own copy of the scripts, a series and an overlay
+repo=$tmp/repo
+mkdir -p "$repo/scripts" "$repo/patches" "$repo/qemu/migration"
+cp "$top/scripts/fetch-qemu.sh" "$top/scripts/assemble.sh" "$repo/scripts/"
+export BUILD=$repo/build
+
+src=$tmp/qemu-10.0.99
+mkdir -p "$src/migration" "$src/util"
+echo 10.0.99 > "$src/VERSION"
+printf 'int a;\nint b;\nint c;\n' > "$src/migration/ram.c"
+printf 'int u;\n' > "$src/util/u.c"
+
+# QEMU_SRC: copied, never modified; the version is recorded
+QEMU_SRC=$src bash "$repo/scripts/fetch-qemu.sh" > "$tmp/out" 2>&1 ||
+    fail "QEMU_SRC fetch: $(cat "$tmp/out")"
+grep -q '^10.0.99 (QEMU_SRC=' "$BUILD/qemu-version" || fail "qemu-version"
+cmp -s "$src/migration/ram.c" "$BUILD/qemu-src/migration/ram.c" ||
+    fail "QEMU_SRC not copied"
+
+# QEMU_TARBALL works too; another version is refused
+tar -C "$tmp" -cJf "$tmp/qemu.tar.xz" qemu-10.0.99
+QEMU_TARBALL=$tmp/qemu.tar.xz bash "$repo/scripts/fetch-qemu.sh" \
+    > "$tmp/out" 2>&1 || fail "QEMU_TARBALL fetch: $(cat "$tmp/out")"
+mkdir -p "$tmp/old" && echo 9.2.0 > "$tmp/old/VERSION"
+if QEMU_SRC=$tmp/old bash "$repo/scripts/fetch-qemu.sh" > "$tmp/out" 2>&1; then
+    fail "a 9.2 tree was accepted"
+fi
+grep -q "QEMU 9.2.0; this series is for QEMU 10.0.x" "$tmp/out" ||
+    fail "wrong refusal: $(cat "$tmp/out")"
+
+# A series of one patch, and an overlay file
+cat > "$repo/patches/0001-b.patch" <<'EOF'
+Subject: [PATCH] change b
+
+---
+--- a/migration/ram.c
++++ b/migration/ram.c
+@@ -1,3 +1,3 @@
+ int a;
+-int b;
++long b;
+ int c;
+EOF
+echo 0001-b.patch > "$repo/patches/series"
+echo 'int trace;' > "$repo/qemu/migration/bitmap-trace.c"
+
+bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
+    fail "assembly: $(cat "$tmp/out")"
+t=$BUILD/qemu
+grep -q 'long b' "$t/migration/ram.c" || fail "patch not applied"
+cmp -s "$repo/qemu/migration/bitmap-trace.c" "$t/migration/bitmap-trace.c" ||
+    fail "overlay not laid"
+! writable "$t/migration/bitmap-trace.c" || fail "overlay file is writable"
+! writable "$t/migration/ram.c" || fail "patched file is writable"
+writable "$t/util/u.c" || fail "an untouched file was made read-only"
+
+# Incremental: only what changed is rewritten
+touch -d '2000-01-01' "$t/util/u.c" "$t/migration/ram.c"
+echo 'int trace2;' > "$repo/qemu/migration/bitmap-trace.c"
+bash "$repo/scripts/assemble.sh" overlay > "$tmp/out" 2>&1 ||
+    fail "overlay refresh: $(cat "$tmp/out")"
+grep -q trace2 "$t/migration/bitmap-trace.c" || fail "overlay not refreshed"
+bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
+    fail "re-assembly: $(cat "$tmp/out")"
+[ "$(stat -c %Y "$t/util/u.c")" = "$(stat -c %Y "$t/migration/ram.c")" ] ||
+    fail "re-assembly touched unchanged files"
+[ "$(date -r "$t/util/u.c" +%Y)" = 2000 ] || fail "unchanged file rewritten"
+
+# A patch that does not apply: hard error naming the patch and the hunk
+cat > "$repo/patches/0002-bad.patch" <<'EOF'
+--- a/migration/ram.c
++++ b/migration/ram.c
+@@ -1,3 +1,3 @@
+ int a;
+-int nope;
++int yes;
+ int c;
+EOF
+echo 0002-bad.patch >> "$repo/patches/series"
+if bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1; then
+    fail "a broken series was accepted"
+fi
+grep -q "patch 0002-bad.patch does not apply" "$tmp/out" || fail "no patch name"
+grep -q "Hunk #1 FAILED" "$tmp/out" || fail "no hunk: $(cat "$tmp/out")"
+grep -q 'long b' "$t/migration/ram.c" || fail "a failed assembly changed the tree"
+echo "assemble-test: all checks passed"
