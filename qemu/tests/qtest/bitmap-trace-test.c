@@ -13,6 +13,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <sys/un.h>
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
@@ -655,6 +656,69 @@ static void test_hmp(void)
     unlink(path);
 }
 
+/* Read from @fd until @out ends with @suffix; fails after 60 s */
+static void read_until(int fd, GString *out, const char *suffix)
+{
+    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+    while (!g_str_has_suffix(out->str, suffix)) {
+        char buf[512];
+        ssize_t n;
+
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        n = read(fd, buf, sizeof(buf));
+        g_assert_cmpint(n, >, 0);
+        g_string_append_len(out, buf, n);
+    }
+}
+
+/*
+ * On an interactive monitor, bitmap-trace waits like migrate: the prompt
+ * comes back only after a line per iteration and the results.
+ */
+static void test_hmp_wait(void)
+{
+    g_autofree char *path = tmp_path("hmp-wait");
+    g_autofree char *sock = tmp_path("hmp-sock");
+    g_autoptr(GString) out = g_string_new(NULL);
+    g_autofree char *cmd = NULL;
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct timeval tv = { .tv_sec = 60 };
+    QTestState *qts;
+    int fd;
+
+    qts = qtest_initf(NONE_ARGS " -chardev socket,id=hmp,path=%s,server=on,"
+                      "wait=off -mon chardev=hmp,mode=readline", sock);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    g_assert_cmpint(fd, >=, 0);
+    g_strlcpy(addr.sun_path, sock, sizeof(addr.sun_path));
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), ==,
+                    0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    read_until(fd, out, "(qemu) ");
+
+    g_string_truncate(out, 0);
+    cmd = g_strdup_printf("bitmap-trace on \"%s\" 3 20\n", path);
+    g_assert_cmpint(write(fd, cmd, strlen(cmd)), ==, strlen(cmd));
+    read_until(fd, out, "(qemu) ");
+
+    /* by the time the prompt is back, the trace is over */
+    g_assert_nonnull(strstr(out->str, "iteration 1: 0 dirty pages"));
+    g_assert_nonnull(strstr(out->str, "iteration 3: 0 dirty pages"));
+    g_assert_nonnull(strstr(out->str, "bitmap-trace: completed"));
+    g_assert_nonnull(strstr(out->str, "iterations: 3 of 3"));
+    g_assert_nonnull(strstr(out->str, "dirty rate: 0.00 MiB/s"));
+    {
+        g_autoptr(QDict) info = query_trace(qts);
+
+        g_assert_cmpstr(qdict_get_str(info, "status"), ==, "completed");
+    }
+    close(fd);
+    qtest_quit(qts);
+    unlink(path);
+    unlink(sock);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -671,5 +735,6 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
+    qtest_add_func("/bitmap-trace/iface/hmp-wait", test_hmp_wait);
     return g_test_run();
 }
