@@ -509,6 +509,44 @@ static void test_errors(void)
     unlink(path);
 }
 
+/* The log may be a descriptor passed with add-fd, as for dump-guest-memory */
+static void test_fdset(void)
+{
+    g_autofree char *path = tmp_path("fdset");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(BTLog) log = NULL;
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+
+    g_assert_cmpint(fd, >=, 0);
+    qobject_unref(qtest_qmp_fds_assert_success_ref(qts, &fd, 1,
+        "{'execute': 'add-fd', 'arguments': {'fdset-id': 1}}"));
+    close(fd);
+    start_trace(qts, "/dev/fdset/1", 100000, 100000);
+    qtest_writeb(qts, 0x9000, 1);
+    ev = stop_trace(qts);
+    log = bt_log_parse(path, true);
+    g_assert_true(bt_log_iter_has_pfn(g_ptr_array_index(log->iters, 1), 9));
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* savevm is refused while a trace runs */
+static void test_savevm_refused(void)
+{
+    g_autofree char *path = tmp_path("savevm");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autofree char *out = NULL;
+    g_autoptr(QDict) ev = NULL;
+
+    start_trace(qts, path, 100000, 100000);
+    out = qtest_hmp(qts, "savevm snap0");
+    g_assert_nonnull(strstr(out, "bitmap-trace in progress"));
+    ev = stop_trace(qts);
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* A trace is refused while a migration runs (held in pre-switchover) */
 static void test_refused_during_migration(void)
 {
@@ -733,6 +771,8 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/refused-during-migration",
                    test_refused_during_migration);
     qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
+    qtest_add_func("/bitmap-trace/iface/fdset", test_fdset);
+    qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
     qtest_add_func("/bitmap-trace/iface/hmp-wait", test_hmp_wait);
