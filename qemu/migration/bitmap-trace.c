@@ -634,11 +634,24 @@ static void *bitmap_trace_thread(void *opaque)
     return NULL;
 }
 
+static BitmapTraceStatus bitmap_trace_status(BitmapTrace *bt)
+{
+    BitmapTraceStatus status;
+
+    if (!bt->dirty_pages) {
+        return BITMAP_TRACE_STATUS_NONE;    /* no trace yet, no lock yet */
+    }
+    qemu_mutex_lock(&bt->lock);
+    status = bt->status;
+    qemu_mutex_unlock(&bt->lock);
+    return status;
+}
+
 /* Join a trace thread that has ended.  Called with the BQL held. */
 static void bitmap_trace_join(BitmapTrace *bt)
 {
     if (bt->thread_created) {
-        assert(bt->status != BITMAP_TRACE_STATUS_ACTIVE);
+        assert(bitmap_trace_status(bt) != BITMAP_TRACE_STATUS_ACTIVE);
         qemu_thread_join(&bt->thread);
         bt->thread_created = false;
     }
@@ -680,7 +693,7 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
     if (!bitmap_trace_check_args(filename, iterations, period, errp)) {
         return;
     }
-    if (bt->status == BITMAP_TRACE_STATUS_ACTIVE) {
+    if (bitmap_trace_status(bt) == BITMAP_TRACE_STATUS_ACTIVE) {
         error_setg(errp, "A bitmap-trace to '%s' is already active; stop it "
                    "with state=false first", bt->filename);
         return;
@@ -760,7 +773,9 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
         bitmap_set(b->dirty, 0, b->used_pages);
     }
 
+    qemu_mutex_lock(&bt->lock);
     bt->status = BITMAP_TRACE_STATUS_ACTIVE;
+    qemu_mutex_unlock(&bt->lock);
     trace_bitmap_trace_start(filename, iterations, period, bt->accel);
     qemu_thread_create(&bt->thread, MIGRATION_THREAD_BITMAP_TRACE,
                        bitmap_trace_thread, bt, QEMU_THREAD_JOINABLE);
@@ -779,7 +794,7 @@ void qmp_bitmap_trace(bool state, const char *filename,
                                           : BITMAP_TRACE_ITERATIONS_DEFAULT,
                            has_period ? period : BITMAP_TRACE_PERIOD_DEFAULT,
                            errp);
-    } else if (bt->status == BITMAP_TRACE_STATUS_ACTIVE) {
+    } else if (bitmap_trace_status(bt) == BITMAP_TRACE_STATUS_ACTIVE) {
         /* the thread takes a last iteration and ends as cancelled */
         qatomic_set(&bt->stop_requested, true);
         qemu_sem_post(&bt->wakeup);
