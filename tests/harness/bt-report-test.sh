@@ -1,0 +1,241 @@
+#!/bin/bash
+# Test scripts/bt-report against small hand-written v1 logs.  The expected
+# numbers are worked out by hand below, not taken from the tool.
+# Exit 0 = pass, 1 = fail.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+report=$top/scripts/bt-report
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/bt-report-test.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+failures=0
+checks=0
+pass() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $*"; }
+
+# --- the reference log -------------------------------------------------------
+#
+# Two blocks: "ram" (16 pages: pages 0-7 at PFN 0-7, pages 8-15 at PFN
+# 0x100-0x107) and "rom" (4 pages, not mapped).  Period 100 ms, 4 windows:
+#   window 1 (t=100 ms): PFN 0-3                          4 pages
+#   window 2 (t=200 ms): PFN 2-5                          4 pages
+#   window 3 (t=300 ms): nothing                          0 pages
+#   window 4 (t=400 ms): PFN 0, 0x100-0x101 and rom:1     4 pages, 1 unmapped
+# (window 4's PFNs are split over two pfns lines, as a long list may be.)
+cat > "$tmp/ref.log" <<'EOF'
+bitmap-trace v1
+meta qemu=10.0.13 accel=tcg page-size=4096 period-ms=100 iterations=4 start=2026-01-01T00:00:00.000000Z
+block name=ram pages=16 map=0+8,100+8
+block name=rom pages=4 map=
+iter n=0 t-ms=0.000 dirty=20 unmapped=4 sync-us=10 harvest-us=20
+pfns 0-7 100-107
+unmapped rom:0-3
+iter n=1 t-ms=100.000 dirty=4 unmapped=0 sync-us=10 harvest-us=20
+pfns 0-3
+iter n=2 t-ms=200.000 dirty=4 unmapped=0 sync-us=10 harvest-us=20
+pfns 2-5
+iter n=3 t-ms=300.000 dirty=0 unmapped=0 sync-us=10 harvest-us=20
+iter n=4 t-ms=400.000 dirty=4 unmapped=1 sync-us=10 harvest-us=20
+pfns 0
+pfns 100-101
+unmapped rom:1
+end status=completed iterations=4
+EOF
+
+# json_expect FILE EXPR VALUE: the Python expression EXPR over the JSON
+# document `r` equals the Python value VALUE (floats, also in lists, to 1e-9
+# relative).
+json_expect() {
+    local file=$1 expr=$2 want=$3 got
+    got=$("$py" -c '
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+def same(got, want):
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(map(same, got, want))
+    return got == want
+got = eval(sys.argv[2])
+print("ok" if same(got, eval(sys.argv[3])) else repr(got))
+' "$file" "$expr" "$want") || got="(python failed)"
+    if [ "$got" = ok ]; then pass; else fail "$file: $expr = $got, expected $want"; fi
+}
+
+# --- validation ------------------------------------------------------------
+
+if out=$("$report" --check --require-end "$tmp/ref.log" 2>&1) && [[ $out == *": ok: "* ]]; then
+    pass
+else
+    fail "reference log not accepted: $out"
+fi
+
+# --- summary (JSON) --------------------------------------------------------
+
+# The bandwidths are chosen so the rounds can be followed by hand: 409600 B/s
+# is 100 pages/s, 40960 B/s is 10 pages/s.
+"$report" --json --bandwidth 409600B/s --bandwidth 40960B/s "$tmp/ref.log" > "$tmp/ref.json"
+j="$tmp/ref.json"
+json_expect "$j" "r['ram_pages']" 20
+json_expect "$j" "r['baseline_pages']" 20
+json_expect "$j" "[w['dirty'] for w in r['windows']]" "[4, 4, 0, 4]"
+json_expect "$j" "[w['unmapped'] for w in r['windows']]" "[0, 0, 0, 1]"
+json_expect "$j" "r['dirty_min']" 0
+json_expect "$j" "r['dirty_max']" 4
+json_expect "$j" "r['dirty_mean']" 3.0                 # (4+4+0+4)/4
+json_expect "$j" "r['unmapped_total']" 1
+# PFN 0-5, 0x100, 0x101 and rom:1
+json_expect "$j" "r['distinct_pages']" 9
+# 12 pages of 4096 bytes in 0.4 s: 122880 B/s = 0.1171875 MiB/s
+json_expect "$j" "r['dirty_rate_mib_s']" 0.1171875
+json_expect "$j" "r['window_ms']" 100.0
+# Working set, mean over positions of k consecutive windows:
+#   k=1: 3 (the mean window)
+#   k=2: {1,2}: PFN 0-5 = 6; {2,3}: 4; {3,4}: 4            -> 14/3
+#   k=3: {1,2,3}: 6; {2,3,4}: PFN 0,2-5,100,101, rom:1 = 8  -> 7
+#   k=4: 9
+json_expect "$j" "r['working_set']" "[3.0, 14/3, 7.0, 9.0]"
+
+# Prediction at 100 pages/s, downtime limit 300 ms (30 pages):
+#   round 0 sends 20 pages in 0.2 s = 2 windows, which dirty D(2) = 14/3
+#   pages <= 30: stop.  Downtime (14/3)/100 s, total 0.2 s + that.
+p="r['prediction'][0]"
+json_expect "$j" "${p}['converges']" True
+json_expect "$j" "${p}['rounds']" 1
+json_expect "$j" "${p}['downtime_s']" "14/3/100"
+json_expect "$j" "${p}['total_s']" "0.2 + 14/3/100"
+json_expect "$j" "${p}['sent_bytes']" "(20 + 14/3) * 4096"
+# At 10 pages/s: round 0 takes 2 s = 20 windows, past the 4-window trace.
+# Extrapolated from the last half of the curve (9 - 14/3)/2 pages a window,
+# that is more than all 20 pages, so capped at 20: round 1 would be as long
+# as round 0, the migration does not converge.
+p="r['prediction'][1]"
+json_expect "$j" "${p}['converges']" False
+json_expect "$j" "${p}['rounds']" 1
+json_expect "$j" "${p}['extrapolated']" True
+json_expect "$j" "${p}['stuck_bytes']" "20.0 * 4096"
+
+# Several rounds: 100 pages/s, downtime limit 10 ms (1 page).
+#   round 0: 20 pages, 0.2 s -> D(2 windows) = 14/3 pages (> 1)
+#   round 1: 14/3 pages, 14/300 s = 0.4667 windows -> below one window D is
+#            scaled: 3 * 0.4667 = 1.4 pages (> 1)
+#   round 2: 1.4 pages, 0.014 s = 0.14 windows -> 3 * 0.14 = 0.42 pages (<= 1)
+#   downtime 0.0042 s; total 0.2 + 14/300 + 0.014 + 0.0042 s
+"$report" --json --bandwidth 409600B/s --downtime-limit 10 "$tmp/ref.log" > "$tmp/rounds.json"
+j="$tmp/rounds.json"
+p="r['prediction'][0]"
+json_expect "$j" "${p}['converges']" True
+json_expect "$j" "${p}['rounds']" 3
+json_expect "$j" "${p}['round_s']" "[0.2, 14/300, 0.014]"
+json_expect "$j" "${p}['downtime_s']" 0.0042
+json_expect "$j" "${p}['total_s']" "0.2 + 14/300 + 0.014 + 0.0042"
+
+# Bandwidth units: bits by default (as links are sold), bytes with B.
+"$report" --json --bandwidth 1G,2.5Gbit/s,128MiB/s,500MB/s "$tmp/ref.log" > "$tmp/bw.json"
+json_expect "$tmp/bw.json" "[p['bandwidth_bytes_s'] for p in r['prediction']]" \
+    "[125e6, 312.5e6, 128.0 * 2**20, 500e6]"
+# The default: 1, 2.5, 10 and 25 Gbit/s.
+"$report" --json "$tmp/ref.log" > "$tmp/default.json"
+json_expect "$tmp/default.json" "[p['bandwidth_bytes_s'] for p in r['prediction']]" \
+    "[125e6, 312.5e6, 1250e6, 3125e6]"
+if "$report" --bandwidth 10X "$tmp/ref.log" >/dev/null 2>&1; then
+    fail "--bandwidth 10X accepted"
+else
+    pass
+fi
+
+# --- summary (text) --------------------------------------------------------
+
+"$report" "$tmp/ref.log" > "$tmp/ref.txt"
+for want in \
+    'ended: completed after 4 iterations' \
+    'traced RAM: 2 blocks, 20 pages' \
+    'dirty pages per window: min 0, mean 3.0, max 4' \
+    'dirty rate: 0.1 MiB/s' \
+    'distinct pages dirtied: 9 ' \
+    'pages dirtied while unmapped: 1' \
+    'pre-copy prediction, downtime limit 300 ms'; do
+    if grep -qF -- "$want" "$tmp/ref.txt"; then pass; else fail "text report lacks '$want'"; fi
+done
+
+# --- logs that end early -----------------------------------------------------
+
+# A prefix (QEMU killed after window 2) is valid, but not with --require-end.
+head -n 11 "$tmp/ref.log" > "$tmp/prefix.log"
+if "$report" --check "$tmp/prefix.log" >/dev/null; then pass; else fail "valid prefix rejected"; fi
+if "$report" --check --require-end "$tmp/prefix.log" >/dev/null 2>&1; then
+    fail "prefix accepted with --require-end"
+else
+    pass
+fi
+"$report" --json "$tmp/prefix.log" > "$tmp/prefix.json"
+json_expect "$tmp/prefix.json" "len(r['windows'])" 2
+json_expect "$tmp/prefix.json" "r['end']" None
+
+# Cancelled after 2 windows, and failed with an error text holding spaces.
+{ head -n 11 "$tmp/ref.log"; echo 'end status=cancelled iterations=2'; } > "$tmp/cancelled.log"
+if "$report" --check --require-end "$tmp/cancelled.log" >/dev/null; then pass; else fail "cancelled log rejected"; fi
+{ head -n 11 "$tmp/ref.log"
+  echo "end status=failed iterations=2 error=cannot write bitmap-trace log '/x': No space left on device"
+} > "$tmp/failed.log"
+"$report" --json "$tmp/failed.log" > "$tmp/failed.json"
+json_expect "$tmp/failed.json" "r['end']['error']" \
+    "\"cannot write bitmap-trace log '/x': No space left on device\""
+
+# --- invalid logs --------------------------------------------------------------
+
+# invalid NAME SED-SCRIPT MESSAGE: the reference log edited by SED-SCRIPT must
+# be rejected with MESSAGE in the error.
+invalid() {
+    local name=$1 script=$2 msg=$3 out
+    sed "$script" "$tmp/ref.log" > "$tmp/$name.log"
+    if out=$("$report" --check "$tmp/$name.log" 2>&1); then
+        fail "$name: accepted: $out"
+    elif [[ $out != *"$msg"* ]]; then
+        fail "$name: error '$out' does not say '$msg'"
+    else
+        pass
+    fi
+}
+invalid version      '1s/v1/v2/'                                    'unsupported format'
+invalid not-a-log    '1s/.*/hello/'                                 'not a bitmap-trace log'
+invalid meta-key     '2s/ period-ms=100//'                          'lacks period-ms='
+invalid accel        '2s/accel=tcg/accel=xen/'                      'accel=xen'
+invalid dirty-count  's/^iter n=1 t-ms=100.000 dirty=4/iter n=1 t-ms=100.000 dirty=5/' \
+                                                                    'says dirty=5 but lists 4'
+invalid unmapped-cnt 's/^iter n=4 \(.*\) unmapped=1/iter n=4 \1 unmapped=0/' \
+                                                                    'says unmapped=0 but lists 1'
+invalid descending   's/^pfns 2-5$/pfns 4-5 2-3/'                   'not above the one before'
+invalid adjacent     's/^pfns 2-5$/pfns 2-3 4-5/'                   'not adjacent'
+invalid reversed     's/^pfns 2-5$/pfns 5-2/'                       'ends before it starts'
+invalid uppercase    's/^pfns 100-101$/pfns 100-10A/'               'not lowercase hex'
+invalid unmapped-pfn 's/^pfns 2-5$/pfns 2-4 50/'                    'which no block maps'
+invalid no-block     's/^unmapped rom:1$/unmapped flash:1/'         'does not name a block'
+invalid beyond-block 's/^unmapped rom:1$/unmapped rom:4/'           'beyond the end of block rom'
+invalid gap          '/^iter n=3 /d'                                'expected n=3'
+invalid backwards    's/t-ms=300.000/t-ms=150.000/'                 't-ms goes backwards'
+invalid t-ms-format  's/t-ms=300.000/t-ms=300/'                     '3 decimals'
+invalid baseline     's/^pfns 0-7 100-107$/pfns 0-7 100-106/; s/dirty=20/dirty=19/' \
+                                                                    'blocks hold 20'
+invalid end-count    's/^end status=completed iterations=4/end status=completed iterations=3/' \
+                                                                    'iterations=3, but the log has 4'
+invalid short        's/iterations=4 start/iterations=5 start/'     '5 were asked for'
+invalid after-end    '$a iter n=5 t-ms=500.000 dirty=0 unmapped=0 sync-us=1 harvest-us=1' \
+                                                                    'after the end line'
+invalid record       '5a hello world'                               "unknown record 'hello'"
+invalid stray-error  's/^end status=completed iterations=4$/& error=oops/' \
+                                                                    'error= goes with status=failed'
+invalid overlap      's/^block name=rom pages=4 map=$/block name=rom pages=4 map=6+2/' \
+                                                                    'both mapped at pfn 6'
+
+# No newline at the end: the last line was cut.
+printf '%s' "$(cat "$tmp/ref.log")" > "$tmp/cut.log"
+if out=$("$report" --check "$tmp/cut.log" 2>&1); then
+    fail "cut log accepted"
+elif [[ $out == *"incomplete"* ]]; then pass; else fail "cut log: $out"; fi
+
+echo "bt-report-test: $((checks - failures)) of $checks checks passed"
+[ "$failures" -eq 0 ]
