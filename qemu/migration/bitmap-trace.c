@@ -29,6 +29,7 @@
 #include "exec/target_page.h"
 #include "migration/blocker.h"
 #include "migration/misc.h"
+#include "system/cpus.h"
 #include "system/kvm.h"
 #include "system/qtest.h"
 #include "system/runstate.h"
@@ -297,7 +298,19 @@ static bool bitmap_trace_map_range(Int128 start, Int128 len,
 static void bitmap_trace_sync(BitmapTrace *bt)
 {
     int64_t t_sync = now_ns(), t_harvest;
+    bool pause = runstate_is_running();
 
+    /*
+     * Keep the vCPUs out of guest code from the sync until tracking is
+     * re-armed.  A write that lands after a page's bit was taken but before
+     * the page is re-armed (KVM_CLEAR_DIRTY_LOG, the TCG TLB reset, the
+     * dirty ring reset) is recorded nowhere.  Migration does not mind, as it
+     * reads the page later anyway; the trace would lose it, and with this
+     * thread preempted in between, every hot page of a whole window.
+     */
+    if (pause) {
+        pause_all_vcpus();
+    }
     memory_global_dirty_log_sync(false);
     t_harvest = now_ns();
 
@@ -329,6 +342,9 @@ static void bitmap_trace_sync(BitmapTrace *bt)
     }
     /* TCG: make sure no vCPU is still in a write whose bit we missed */
     memory_global_after_dirty_log_sync();
+    if (pause) {
+        resume_all_vcpus();
+    }
 
     bt->sync_us = (t_harvest - t_sync) / SCALE_US;
     bt->harvest_us = (now_ns() - t_harvest) / SCALE_US;
