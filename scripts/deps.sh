@@ -45,8 +45,19 @@ if [ ${#missing[@]} -eq 0 ] && [ -n "$meson_ok" ]; then
 fi
 
 if [ "$(id -u)" != 0 ]; then
-    echo "deps: missing packages: ${missing[*]} ${meson_ok:+}${meson_ok:-meson>=1.5}" >&2
+    echo "deps: missing: ${missing[*]}$([ -n "$meson_ok" ] || echo " meson>=1.5")" >&2
     echo "deps: run as root:  sudo make deps" >&2
+    echo "deps: which runs:" >&2
+    if [ -n "$want_backports" ] && [ -z "$meson_ok" ]; then
+        echo "  (adds bookworm-backports in" \
+             "/etc/apt/sources.list.d/bitmap-trace-backports.sources)" >&2
+    fi
+    echo "  apt-get update && apt-get install -y --no-install-recommends" \
+         "${missing[*]}" >&2
+    if [ -z "$meson_ok" ]; then
+        echo "  apt-get install -y --no-install-recommends" \
+             "${want_backports:+-t bookworm-backports }meson" >&2
+    fi
     exit 1
 fi
 
