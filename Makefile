@@ -38,7 +38,7 @@ deps:
 $(BUILD)/.stamp-deps: scripts/deps.sh
 	bash scripts/deps.sh
 
-$(BUILD)/.stamp-fetch: $(BUILD)/.stamp-deps scripts/fetch-qemu.sh
+$(BUILD)/.stamp-fetch: scripts/fetch-qemu.sh | $(BUILD)/.stamp-deps
 	bash scripts/fetch-qemu.sh
 	touch $@
 
