@@ -46,7 +46,12 @@ $(BUILD)/.stamp-assemble: $(BUILD)/.stamp-fetch $(PATCHES) scripts/assemble.sh
 	flock build/.lock bash scripts/assemble.sh full
 	touch $@
 
-$(BUILD)/.stamp-configure: $(BUILD)/.stamp-assemble Makefile
+# Reconfigure only when the configure flags change
+$(BUILD)/configure-flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CONFIGURE_FLAGS)' | cmp -s - $@ || echo '$(CONFIGURE_FLAGS)' > $@
+
+$(BUILD)/.stamp-configure: $(BUILD)/.stamp-assemble $(BUILD)/configure-flags
 	mkdir -p $(OBJ)
 	flock build/.lock bash scripts/assemble.sh overlay
 	cd $(OBJ) && flock $(TOP)/build/.lock $(TOP)/build/qemu/configure $(CONFIGURE_FLAGS)
