@@ -643,6 +643,123 @@ out:
     rmdir(dir);
 }
 
+static int64_t trace_completed(QTestState *qts)
+{
+    QDict *info = qtest_qmp_assert_success_ref(qts,
+                                               "{'execute': 'query-bitmap-trace'}");
+    int64_t done = qdict_get_int(info, "completed-iterations");
+
+    qobject_unref(info);
+    return done;
+}
+
+/* Iterations have no event of their own: poll query-bitmap-trace, bounded */
+static void trace_await_completed(QTestState *qts, int64_t n)
+{
+    int64_t deadline = g_get_monotonic_time() + PASS_TIMEOUT_MS * 1000;
+
+    while (trace_completed(qts) < n) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+}
+
+/*
+ * The VM paused during a trace: the trace goes on and the windows that lie
+ * wholly inside the pause list no page; once the VM runs again, the guest's
+ * hot pages are back in the windows.
+ */
+static void test_guest_pause(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    const GuestLayout *l = &one_block;
+    g_autofree char *skip = accel_unusable_reason(accel);
+    g_autofree char *dir = NULL;
+    g_autofree char *image = NULL;
+    g_autofree char *serial = NULL;
+    g_autofree char *log_path = NULL;
+    g_autoptr(BTLog) log = NULL;
+    int64_t stopped, resumed;
+    uint32_t passes;
+    QTestState *qts;
+    QDict *ev;
+    int serial_fd;
+
+    if (skip) {
+        g_test_skip(skip);
+        return;
+    }
+    dir = g_dir_make_tmp("bitmap-trace-guest-XXXXXX", NULL);
+    g_assert_nonnull(dir);
+    image = guest_image_create(dir, l);
+    serial = g_build_filename(dir, "serial", NULL);
+    serial_fd = serial_fifo_open(serial);
+    log_path = g_build_filename(dir, "trace.log", NULL);
+    qts = qtest_initf("-M pc -nodefaults %s %s -serial file:%s "
+                      "-drive file=%s,format=raw", accel_args(accel),
+                      l->machine_args, serial, image);
+    if (accel == GUEST_ACCEL_KVM) {
+        QDict *kvm = qtest_qmp_assert_success_ref(qts,
+                                                  "{'execute': 'query-kvm'}");
+
+        /* libqtest's "-accel qtest" is the fallback: the guest never runs */
+        g_assert_true(qdict_get_bool(kvm, "enabled"));
+        qobject_unref(kvm);
+    }
+    serial_await_first_pass(serial_fd);
+
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 20 }}", log_path);
+    trace_await_completed(qts, 2);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'stop'}");
+    /*
+     * Iteration stopped + 1 may be in progress and window stopped + 2 may
+     * start before "stop" took effect; window stopped + 3 starts at a sync
+     * that began after it.
+     */
+    stopped = trace_completed(qts);
+    passes = guest_passes(qts, l);
+    trace_await_completed(qts, stopped + 5);
+    g_assert_cmpuint(guest_passes(qts, l), ==, passes);
+    resumed = trace_completed(qts);     /* window resumed ends before cont */
+    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+    trace_await_completed(qts, resumed + 10);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+    qobject_unref(ev);
+
+    log = bt_log_parse(log_path, true);
+    for (int64_t n = stopped + 3; n <= resumed; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+        g_assert_cmpuint(it->dirty, ==, 0);
+    }
+    /* the guest runs again: its pass counter page is written */
+    {
+        bool back = false;
+
+        for (guint n = resumed + 2; n < log->iters->len; n++) {
+            back |= bt_log_iter_has_pfn(g_ptr_array_index(log->iters, n),
+                                        l->hot[0] >> GUEST_PAGE_BITS);
+        }
+        g_assert_true(back);
+    }
+    g_test_message("%s: windows %" PRId64 "-%" PRId64 " inside the pause "
+                   "list no page", accel_name(accel), stopped + 3, resumed);
+
+    qtest_quit(qts);
+    close(serial_fd);
+    unlink(log_path);
+    unlink(serial);
+    unlink(image);
+    rmdir(dir);
+}
+
 static void add_cases(GuestAccel accel, const GuestLayout *layout)
 {
     /* About a second of trace; a pass takes tens of ms even under KVM. */
@@ -681,6 +798,10 @@ int main(int argc, char **argv)
         add_cases(accels[i], &one_block);
         add_cases(accels[i], &two_blocks);
     }
+    qtest_add_data_func("/bitmap-trace-guest/tcg/vm-pause",
+                        GINT_TO_POINTER(GUEST_ACCEL_TCG), test_guest_pause);
+    qtest_add_data_func("/bitmap-trace-guest/kvm/vm-pause",
+                        GINT_TO_POINTER(GUEST_ACCEL_KVM), test_guest_pause);
 
     return g_test_run();
 }
