@@ -373,10 +373,10 @@ static void trace_await_full_pass(QTestState *qts, const GuestCase *c,
     qobject_unref(info);
 }
 
-/* Run the trace; returns the path of its log */
-static char *trace_run(QTestState *qts, const GuestCase *c, const char *dir)
+/* Run the trace, logging to @log_path, until it completes */
+static void trace_run(QTestState *qts, const GuestCase *c,
+                      const char *log_path)
 {
-    char *log_path = g_build_filename(dir, "trace.log", NULL);
     uint32_t passes;
     QDict *ev, *data;
 
@@ -394,7 +394,6 @@ static char *trace_run(QTestState *qts, const GuestCase *c, const char *dir)
     g_assert_cmpint(qdict_get_int(data, "completed-iterations"), ==,
                     c->iterations);
     qobject_unref(ev);
-    return log_path;
 }
 
 /* Does the map of block @name hold guest page @pfn? */
@@ -573,74 +572,98 @@ static void log_check(const BTLog *log, const GuestCase *c)
     g_assert_cmpuint(sweep_covered, ==, sweep_pages);
 }
 
-static void test_guest(const void *opaque)
-{
-    const GuestCase *c = opaque;
-    const GuestLayout *l = c->layout;
-    int64_t t0 = g_get_monotonic_time();
-    g_autofree char *skip = accel_unusable_reason(c->accel);
-    g_autofree char *dir = NULL;
-    g_autofree char *image = NULL;
-    g_autofree char *serial = NULL;
-    g_autofree char *log_path = NULL;
-    g_autoptr(BTLog) log = NULL;
-    QTestState *qts;
+/* A booted guest and the files it needs */
+typedef struct GuestVM {
+    char *dir;
+    char *image;
+    char *serial;
+    char *log_path;
     int serial_fd;
+    QTestState *qts;
+} GuestVM;
+
+/*
+ * Boot the guest and wait for its first full pass.  Returns a reason to
+ * skip the case, or NULL.
+ */
+static char *guest_boot(GuestVM *vm, GuestAccel accel, const GuestLayout *l)
+{
+    char *skip = accel_unusable_reason(accel);
 
     if (skip) {
-        g_test_skip(skip);
-        return;
+        return skip;
     }
     layout_check(l);
-
-    dir = g_dir_make_tmp("bitmap-trace-guest-XXXXXX", NULL);
-    g_assert_nonnull(dir);
-    image = guest_image_create(dir, l);
-    serial = g_build_filename(dir, "serial", NULL);
-    serial_fd = serial_fifo_open(serial);
-
-    qts = qtest_initf("-M pc -nodefaults %s %s "
-                      "-serial file:%s -drive file=%s,format=raw",
-                      accel_args(c->accel), l->machine_args, serial, image);
+    vm->dir = g_dir_make_tmp("bitmap-trace-guest-XXXXXX", NULL);
+    g_assert_nonnull(vm->dir);
+    vm->image = guest_image_create(vm->dir, l);
+    vm->serial = g_build_filename(vm->dir, "serial", NULL);
+    vm->log_path = g_build_filename(vm->dir, "trace.log", NULL);
+    vm->serial_fd = serial_fifo_open(vm->serial);
+    vm->qts = qtest_initf("-M pc -nodefaults %s %s "
+                          "-serial file:%s -drive file=%s,format=raw",
+                          accel_args(accel), l->machine_args, vm->serial,
+                          vm->image);
 
     /* libqtest adds "-accel qtest", which QEMU falls back to */
-    if (c->accel != GUEST_ACCEL_TCG) {
-        QDict *kvm = qtest_qmp_assert_success_ref(qts,
+    if (accel != GUEST_ACCEL_TCG) {
+        QDict *kvm = qtest_qmp_assert_success_ref(vm->qts,
                                                   "{'execute': 'query-kvm'}");
         bool enabled = qdict_get_bool(kvm, "enabled");
 
         qobject_unref(kvm);
         if (!enabled) {
-            g_test_skip("the KVM accelerator did not start "
-                        "(QEMU's stderr tells why)");
-            goto out;
+            return g_strdup("the KVM accelerator did not start "
+                            "(QEMU's stderr tells why)");
         }
     }
+    serial_await_first_pass(vm->serial_fd);
+    return NULL;
+}
 
-    serial_await_first_pass(serial_fd);
-    if (c->accel == GUEST_ACCEL_KVM_RING &&
-        dirty_ring_stalls_guest(qts, l)) {
-        g_test_skip("the host's KVM stalls the guest once the dirty ring "
-                    "is in use (so does calc-dirty-rate in dirty-ring "
-                    "mode): a host kernel defect");
-        goto out;
+static void guest_cleanup(GuestVM *vm)
+{
+    if (vm->qts) {
+        qtest_quit(vm->qts);
+        close(vm->serial_fd);
+        unlink(vm->log_path);
+        unlink(vm->serial);
+        unlink(vm->image);
+        rmdir(vm->dir);
     }
-    log_path = trace_run(qts, c, dir);
-    log = bt_log_parse(log_path, true);
+    g_free(vm->dir);
+    g_free(vm->image);
+    g_free(vm->serial);
+    g_free(vm->log_path);
+}
+
+static void test_guest(const void *opaque)
+{
+    const GuestCase *c = opaque;
+    const GuestLayout *l = c->layout;
+    int64_t t0 = g_get_monotonic_time();
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, c->accel, l);
+    g_autoptr(BTLog) log = NULL;
+
+    if (!skip && c->accel == GUEST_ACCEL_KVM_RING &&
+        dirty_ring_stalls_guest(vm.qts, l)) {
+        skip = g_strdup("the host's KVM stalls the guest once the dirty "
+                        "ring is in use (so does calc-dirty-rate in "
+                        "dirty-ring mode): a host kernel defect");
+    }
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    trace_run(vm.qts, c, vm.log_path);
+    log = bt_log_parse(vm.log_path, true);
     log_check(log, c);
     g_test_message("%s %s period %" PRId64 " ms took %.1f s",
                    accel_name(c->accel), l->name, c->period_ms,
                    (g_get_monotonic_time() - t0) / 1e6);
-
-out:
-    qtest_quit(qts);
-    close(serial_fd);
-    if (log_path) {
-        unlink(log_path);
-    }
-    unlink(serial);
-    unlink(image);
-    rmdir(dir);
+    guest_cleanup(&vm);
 }
 
 static int64_t trace_completed(QTestState *qts)
@@ -673,91 +696,57 @@ static void test_guest_pause(const void *opaque)
 {
     GuestAccel accel = GPOINTER_TO_INT(opaque);
     const GuestLayout *l = &one_block;
-    g_autofree char *skip = accel_unusable_reason(accel);
-    g_autofree char *dir = NULL;
-    g_autofree char *image = NULL;
-    g_autofree char *serial = NULL;
-    g_autofree char *log_path = NULL;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, accel, l);
     g_autoptr(BTLog) log = NULL;
     int64_t stopped, resumed;
+    bool back = false;
     uint32_t passes;
-    QTestState *qts;
-    QDict *ev;
-    int serial_fd;
 
     if (skip) {
         g_test_skip(skip);
+        guest_cleanup(&vm);
         return;
     }
-    dir = g_dir_make_tmp("bitmap-trace-guest-XXXXXX", NULL);
-    g_assert_nonnull(dir);
-    image = guest_image_create(dir, l);
-    serial = g_build_filename(dir, "serial", NULL);
-    serial_fd = serial_fifo_open(serial);
-    log_path = g_build_filename(dir, "trace.log", NULL);
-    qts = qtest_initf("-M pc -nodefaults %s %s -serial file:%s "
-                      "-drive file=%s,format=raw", accel_args(accel),
-                      l->machine_args, serial, image);
-    if (accel == GUEST_ACCEL_KVM) {
-        QDict *kvm = qtest_qmp_assert_success_ref(qts,
-                                                  "{'execute': 'query-kvm'}");
-
-        /* libqtest's "-accel qtest" is the fallback: the guest never runs */
-        g_assert_true(qdict_get_bool(kvm, "enabled"));
-        qobject_unref(kvm);
-    }
-    serial_await_first_pass(serial_fd);
-
-    qtest_qmp_assert_success(qts,
+    qtest_qmp_assert_success(vm.qts,
         "{'execute': 'bitmap-trace', 'arguments': {"
         " 'state': true, 'filename': %s, 'iterations': 100000,"
-        " 'period': 20 }}", log_path);
-    trace_await_completed(qts, 2);
+        " 'period': 20 }}", vm.log_path);
+    trace_await_completed(vm.qts, 2);
 
-    qtest_qmp_assert_success(qts, "{'execute': 'stop'}");
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'stop'}");
     /*
      * Iteration stopped + 1 may be in progress and window stopped + 2 may
      * start before "stop" took effect; window stopped + 3 starts at a sync
      * that began after it.
      */
-    stopped = trace_completed(qts);
-    passes = guest_passes(qts, l);
-    trace_await_completed(qts, stopped + 5);
-    g_assert_cmpuint(guest_passes(qts, l), ==, passes);
-    resumed = trace_completed(qts);     /* window resumed ends before cont */
-    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
-    trace_await_completed(qts, resumed + 10);
+    stopped = trace_completed(vm.qts);
+    passes = guest_passes(vm.qts, l);
+    trace_await_completed(vm.qts, stopped + 5);
+    g_assert_cmpuint(guest_passes(vm.qts, l), ==, passes);
+    resumed = trace_completed(vm.qts);  /* window resumed ends before cont */
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'cont'}");
+    trace_await_completed(vm.qts, resumed + 10);
 
-    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
                              "'arguments': {'state': false}}");
-    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
-    qobject_unref(ev);
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
 
-    log = bt_log_parse(log_path, true);
+    log = bt_log_parse(vm.log_path, true);
     for (int64_t n = stopped + 3; n <= resumed; n++) {
         const BTLogIter *it = g_ptr_array_index(log->iters, n);
 
         g_assert_cmpuint(it->dirty, ==, 0);
     }
     /* the guest runs again: its pass counter page is written */
-    {
-        bool back = false;
-
-        for (guint n = resumed + 2; n < log->iters->len; n++) {
-            back |= bt_log_iter_has_pfn(g_ptr_array_index(log->iters, n),
-                                        l->hot[0] >> GUEST_PAGE_BITS);
-        }
-        g_assert_true(back);
+    for (guint n = resumed + 2; n < log->iters->len; n++) {
+        back |= bt_log_iter_has_pfn(g_ptr_array_index(log->iters, n),
+                                    l->hot[0] >> GUEST_PAGE_BITS);
     }
+    g_assert_true(back);
     g_test_message("%s: windows %" PRId64 "-%" PRId64 " inside the pause "
                    "list no page", accel_name(accel), stopped + 3, resumed);
-
-    qtest_quit(qts);
-    close(serial_fd);
-    unlink(log_path);
-    unlink(serial);
-    unlink(image);
-    rmdir(dir);
+    guest_cleanup(&vm);
 }
 
 static void add_cases(GuestAccel accel, const GuestLayout *layout)
