@@ -183,7 +183,7 @@ static void bitmap_trace_init_blocks(BitmapTrace *bt)
  * bit: the tracer models an infinitely fast link, so a page dirtied again
  * is sent again.  Called with the RCU read lock.
  */
-static uint64_t bitmap_trace_harvest_block(BitmapTraceBlock *b)
+static void bitmap_trace_harvest_block(BitmapTraceBlock *b)
 {
     unsigned long * const *src = qatomic_rcu_read(
         &ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION])->blocks;
@@ -228,7 +228,6 @@ static uint64_t bitmap_trace_harvest_block(BitmapTraceBlock *b)
         memory_region_clear_dirty_bitmap(b->rb->mr, 0, length);
         cpu_physical_memory_dirty_bits_cleared(b->offset, length);
     }
-    return count;
 }
 
 static BitmapTraceBlock *bitmap_trace_find_block(BitmapTrace *bt,
@@ -271,8 +270,8 @@ static bool bitmap_trace_map_range(Int128 start, Int128 len,
     end = MIN((offset_in_region + size) >> TARGET_PAGE_BITS, b->max_pages);
 
     while (page < end) {
+        BitmapTraceSegment seg, *last;
         uint64_t run_end;
-        BitmapTraceSegment seg;
 
         page = find_next_zero_bit(b->mapped, end, page);
         if (page >= end) {
@@ -283,8 +282,16 @@ static bool bitmap_trace_map_range(Int128 start, Int128 len,
         seg.npages = run_end - page;
         seg.pfn = (gpa + (page << TARGET_PAGE_BITS) - offset_in_region) >>
                   TARGET_PAGE_BITS;
-        g_array_append_val(b->segs, seg);
         bitmap_set(b->mapped, page, seg.npages);
+        /* FlatView ranges split where other regions do: join them again */
+        last = b->segs->len ? &g_array_index(b->segs, BitmapTraceSegment,
+                                             b->segs->len - 1) : NULL;
+        if (last && last->page + last->npages == seg.page &&
+            last->pfn + last->npages == seg.pfn) {
+            last->npages += seg.npages;
+        } else {
+            g_array_append_val(b->segs, seg);
+        }
         page = run_end;
     }
     return false;
@@ -519,25 +526,13 @@ static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
                            bt->period_ms, bt->iterations, bt->start_time);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
-        g_autoptr(GArray) segs = g_array_copy(b->segs);
 
         g_string_append_printf(out, "block name=%s pages=%" PRIu64 " map=",
                                b->idstr, b->pages);
-        /* list the ranges in GPA order, merged where contiguous */
-        for (guint s = 0; s < segs->len; s++) {
-            BitmapTraceSegment *seg = &g_array_index(segs,
+        for (guint s = 0; s < b->segs->len; s++) {
+            BitmapTraceSegment *seg = &g_array_index(b->segs,
                                                      BitmapTraceSegment, s);
 
-            while (s + 1 < segs->len) {
-                BitmapTraceSegment *next = seg + 1;
-
-                if (next->pfn != seg->pfn + seg->npages ||
-                    next->page != seg->page + seg->npages) {
-                    break;
-                }
-                seg->npages += next->npages;
-                g_array_remove_index(segs, s + 1);
-            }
             g_string_append_printf(out, "%s%" PRIx64 "+%" PRIu64,
                                    s ? "," : "", seg->pfn, seg->npages);
         }
