@@ -15,7 +15,6 @@ BUILD := build
 OBJ := $(TOP)/build/obj
 
 PATCHES := $(TOP)/patches/series $(wildcard $(TOP)/patches/*.patch)
-OVERLAY := $(shell find $(TOP)/qemu -type f 2>/dev/null)
 
 # Firmware: Debian's SeaBIOS and iPXE packages; QEMU's own x86 option ROMs
 # (Debian strips them) are built from pc-bios/optionrom into the build tree.
@@ -58,7 +57,7 @@ $(BUILD)/.stamp-configure: $(BUILD)/.stamp-assemble $(BUILD)/configure-flags
 	touch $@
 
 # The overlay is refreshed on every build: only changed files are rewritten.
-$(BUILD)/qemu-system-x86_64: $(BUILD)/.stamp-configure $(OVERLAY) FORCE
+$(BUILD)/qemu-system-x86_64: $(BUILD)/.stamp-configure FORCE
 	bash scripts/build.sh
 	@echo "QEMU $$(cat build/qemu-version) with the series: $@"
 

@@ -80,8 +80,8 @@ EOF
 
 if [[ " $suites " == *" checkpatch "* ]]; then
     echo "== checkpatch"
-    (cd "$top/qemu" && find . -name '*.[ch]' | sed 's|^\./||' | sort) |
-    while read -r f; do echo "$f"; done > "$logs/checkpatch-files"
+    (cd "$top/qemu" && find . -name '*.[ch]' | sed 's|^\./||' | sort) \
+        > "$logs/checkpatch-files"
     while read -r f; do
         if (cd "$tree" && scripts/checkpatch.pl --no-tree -q -f "$f") \
                 > "$logs/checkpatch.out" 2>&1; then
