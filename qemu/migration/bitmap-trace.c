@@ -15,6 +15,7 @@
 #include "qemu/osdep.h"
 #include "qemu/accel.h"
 #include "qemu/bitmap.h"
+#include "qemu/cutils.h"
 #include "qemu/main-loop.h"
 #include "qemu/rcu.h"
 #include "qemu/rcu_queue.h"
@@ -72,6 +73,7 @@ typedef struct BitmapTraceBlock {
     unsigned long *dirty;       /* dirtied in the current iteration */
     unsigned long *seen;        /* dirtied in any measured iteration */
     unsigned long *mapped;      /* has a GPA, at the last harvest */
+    unsigned long *zero;        /* of @dirty, all zero bytes when scanned */
     unsigned long *scratch;
     GArray *segs;               /* BitmapTraceSegment, in GPA order */
 } BitmapTraceBlock;
@@ -89,6 +91,7 @@ typedef struct BitmapTrace {
     unsigned nblocks;
     int64_t sync_us;
     int64_t harvest_us;
+    int64_t zero_us;
     off_t log_length;           /* bytes of complete records written */
 
     QemuThread thread;
@@ -137,6 +140,7 @@ static void bitmap_trace_free_blocks(BitmapTrace *bt)
         g_free(b->dirty);
         g_free(b->seen);
         g_free(b->mapped);
+        g_free(b->zero);
         g_free(b->scratch);
         g_array_free(b->segs, true);
     }
@@ -170,6 +174,7 @@ static void bitmap_trace_init_blocks(BitmapTrace *bt)
         b->dirty = bitmap_new(b->max_pages);
         b->seen = bitmap_new(b->max_pages);
         b->mapped = bitmap_new(b->max_pages);
+        b->zero = bitmap_new(b->max_pages);
         b->scratch = bitmap_new(b->max_pages);
         b->segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
     }
@@ -357,6 +362,47 @@ static void bitmap_trace_sync(BitmapTrace *bt)
     bt->harvest_us = (now_ns() - t_harvest) / SCALE_US;
 }
 
+/*
+ * Of the pages the last sync harvested, find those that hold only zero
+ * bytes: pre-copy puts such a page on the wire as a header and one byte
+ * (save_zero_page() in migration/ram.c) instead of a header and the page.
+ * Like migration's own scan this runs without the BQL while the vCPUs run,
+ * so a page is classified by what it holds when it is read, just after its
+ * round's sync.  The RCU read lock keeps a block's memory mapped while it
+ * is read; a block unplugged since the sync is not read.
+ */
+static void bitmap_trace_scan_zero(BitmapTrace *bt)
+{
+    int64_t t_scan = now_ns();
+
+    WITH_RCU_READ_LOCK_GUARD() {
+        for (unsigned i = 0; i < bt->nblocks; i++) {
+            BitmapTraceBlock *b = &bt->blocks[i];
+            uint64_t pages = 0, p;
+            RAMBlock *rb;
+
+            bitmap_zero(b->zero, b->max_pages);
+            RAMBLOCK_FOREACH(rb) {
+                if (rb == b->rb && !b->gone && rb->host) {
+                    /* the block may have shrunk since the sync */
+                    pages = MIN(b->used_pages,
+                                qatomic_read(&rb->used_length) >>
+                                TARGET_PAGE_BITS);
+                    break;
+                }
+            }
+            for (p = find_first_bit(b->dirty, pages); p < pages;
+                 p = find_next_bit(b->dirty, pages, p + 1)) {
+                if (buffer_is_zero(b->rb->host + (p << TARGET_PAGE_BITS),
+                                   TARGET_PAGE_SIZE)) {
+                    set_bit(p, b->zero);
+                }
+            }
+        }
+    }
+    bt->zero_us = (now_ns() - t_scan) / SCALE_US;
+}
+
 static gint bitmap_trace_run_cmp(gconstpointer a, gconstpointer b)
 {
     const BitmapTraceRun *x = a, *y = b;
@@ -392,66 +438,48 @@ static void bitmap_trace_put_ranges(GString *out, const char *word,
 }
 
 /*
- * Translate the harvested pages to PFNs and append iteration @n to @out.
- * Runs without the BQL: it only reads the tracer's own snapshot.
+ * Append the pages set in @bits (a subset of the block's harvested pages)
+ * to @runs as PFN runs, through the block's memory map, and those with no
+ * GPA to @unmapped_runs as runs of block pages.  Returns the number of
+ * unmapped pages.
  */
-static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
-                                          int64_t t_ns, GString *out,
-                                          uint64_t *dirty_out,
-                                          uint64_t *fresh_out)
+static uint64_t bitmap_trace_block_runs(BitmapTraceBlock *b,
+                                        const unsigned long *bits,
+                                        GArray *runs, GArray *unmapped_runs)
 {
-    g_autoptr(GArray) runs = g_array_new(false, false, sizeof(BitmapTraceRun));
-    g_autoptr(GArray) merged = g_array_new(false, false,
-                                           sizeof(BitmapTraceRun));
-    g_autoptr(GString) unmapped_lines = g_string_new(NULL);
-    uint64_t dirty = 0, unmapped = 0, fresh = 0;
-    int64_t t_us = (t_ns - bt->t0_ns) / SCALE_US;
+    uint64_t unmapped = 0, p;
 
-    for (unsigned i = 0; i < bt->nblocks; i++) {
-        BitmapTraceBlock *b = &bt->blocks[i];
-        g_autoptr(GArray) urun = NULL;
-        g_autofree char *prefix = NULL;
-        uint64_t p;
+    for (guint s = 0; s < b->segs->len; s++) {
+        BitmapTraceSegment *seg = &g_array_index(b->segs,
+                                                 BitmapTraceSegment, s);
+        uint64_t end = MIN(seg->page + seg->npages, b->used_pages);
 
-        if (b->gone) {
-            continue;
-        }
-        dirty += bitmap_count_one(b->dirty, b->used_pages);
-        if (n > 0) {
-            bitmap_andnot(b->scratch, b->dirty, b->seen, b->used_pages);
-            fresh += bitmap_count_one(b->scratch, b->used_pages);
-            bitmap_or(b->seen, b->seen, b->dirty, b->used_pages);
-        }
+        for (p = find_next_bit(bits, end, seg->page); p < end;
+             p = find_next_bit(bits, end, p)) {
+            uint64_t q = find_next_zero_bit(bits, end, p);
 
-        for (guint s = 0; s < b->segs->len; s++) {
-            BitmapTraceSegment *seg = &g_array_index(b->segs,
-                                                     BitmapTraceSegment, s);
-            uint64_t end = MIN(seg->page + seg->npages, b->used_pages);
-
-            for (p = find_next_bit(b->dirty, end, seg->page); p < end;
-                 p = find_next_bit(b->dirty, end, p)) {
-                uint64_t q = find_next_zero_bit(b->dirty, end, p);
-
-                bitmap_trace_add_run(runs, seg->pfn + (p - seg->page), q - p);
-                p = q;
-            }
-        }
-
-        bitmap_andnot(b->scratch, b->dirty, b->mapped, b->used_pages);
-        urun = g_array_new(false, false, sizeof(BitmapTraceRun));
-        for (p = find_first_bit(b->scratch, b->used_pages); p < b->used_pages;
-             p = find_next_bit(b->scratch, b->used_pages, p)) {
-            uint64_t q = find_next_zero_bit(b->scratch, b->used_pages, p);
-
-            bitmap_trace_add_run(urun, p, q - p);
-            unmapped += q - p;
+            bitmap_trace_add_run(runs, seg->pfn + (p - seg->page), q - p);
             p = q;
         }
-        prefix = g_strdup_printf("%s:", b->idstr);
-        bitmap_trace_put_ranges(unmapped_lines, "unmapped", prefix, urun);
     }
 
-    /* Segments of several blocks interleave in GPA order: sort and merge */
+    bitmap_andnot(b->scratch, bits, b->mapped, b->used_pages);
+    for (p = find_first_bit(b->scratch, b->used_pages); p < b->used_pages;
+         p = find_next_bit(b->scratch, b->used_pages, p)) {
+        uint64_t q = find_next_zero_bit(b->scratch, b->used_pages, p);
+
+        bitmap_trace_add_run(unmapped_runs, p, q - p);
+        unmapped += q - p;
+        p = q;
+    }
+    return unmapped;
+}
+
+/* Segments of several blocks interleave in GPA order: sort and merge */
+static GArray *bitmap_trace_merge_runs(GArray *runs)
+{
+    GArray *merged = g_array_new(false, false, sizeof(BitmapTraceRun));
+
     g_array_sort(runs, bitmap_trace_run_cmp);
     for (guint i = 0; i < runs->len; i++) {
         BitmapTraceRun *r = &g_array_index(runs, BitmapTraceRun, i);
@@ -464,19 +492,74 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
             g_array_append_val(merged, *r);
         }
     }
+    return merged;
+}
+
+/*
+ * Translate the harvested pages to PFNs and append iteration @n to @out.
+ * Runs without the BQL: it only reads the tracer's own snapshot.
+ */
+static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
+                                          int64_t t_ns, GString *out,
+                                          uint64_t *dirty_out,
+                                          uint64_t *fresh_out)
+{
+    g_autoptr(GArray) runs = g_array_new(false, false, sizeof(BitmapTraceRun));
+    g_autoptr(GArray) zero_runs = g_array_new(false, false,
+                                              sizeof(BitmapTraceRun));
+    g_autoptr(GArray) merged = NULL;
+    g_autoptr(GArray) zero_merged = NULL;
+    g_autoptr(GString) unmapped_lines = g_string_new(NULL);
+    g_autoptr(GString) unmapped_zero_lines = g_string_new(NULL);
+    uint64_t dirty = 0, unmapped = 0, zero = 0, fresh = 0;
+    int64_t t_us = (t_ns - bt->t0_ns) / SCALE_US;
+
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+        g_autoptr(GArray) urun = NULL;
+        g_autoptr(GArray) uzero = NULL;
+        g_autofree char *prefix = NULL;
+
+        if (b->gone) {
+            continue;
+        }
+        dirty += bitmap_count_one(b->dirty, b->used_pages);
+        zero += bitmap_count_one(b->zero, b->used_pages);
+        if (n > 0) {
+            bitmap_andnot(b->scratch, b->dirty, b->seen, b->used_pages);
+            fresh += bitmap_count_one(b->scratch, b->used_pages);
+            bitmap_or(b->seen, b->seen, b->dirty, b->used_pages);
+        }
+
+        urun = g_array_new(false, false, sizeof(BitmapTraceRun));
+        uzero = g_array_new(false, false, sizeof(BitmapTraceRun));
+        unmapped += bitmap_trace_block_runs(b, b->dirty, runs, urun);
+        bitmap_trace_block_runs(b, b->zero, zero_runs, uzero);
+        prefix = g_strdup_printf("%s:", b->idstr);
+        bitmap_trace_put_ranges(unmapped_lines, "unmapped", prefix, urun);
+        bitmap_trace_put_ranges(unmapped_zero_lines, "unmapped-zero", prefix,
+                                uzero);
+    }
+    merged = bitmap_trace_merge_runs(runs);
+    zero_merged = bitmap_trace_merge_runs(zero_runs);
 
     g_string_append_printf(out, "iter n=%" PRId64 " t-ms=%" PRId64 ".%03d"
                            " dirty=%" PRIu64 " unmapped=%" PRIu64
-                           " sync-us=%" PRId64 " harvest-us=%" PRId64 "\n",
+                           " zero=%" PRIu64 " sync-us=%" PRId64
+                           " harvest-us=%" PRId64 " zero-us=%" PRId64 "\n",
                            n, t_us / 1000, (int)(t_us % 1000), dirty,
-                           unmapped, bt->sync_us, bt->harvest_us);
+                           unmapped, zero, bt->sync_us, bt->harvest_us,
+                           bt->zero_us);
     bitmap_trace_put_ranges(out, "pfns", "", merged);
     g_string_append(out, unmapped_lines->str);
+    bitmap_trace_put_ranges(out, "zero", "", zero_merged);
+    g_string_append(out, unmapped_zero_lines->str);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
                                  bt->harvest_us,
                                  (t_ns - bt->t0_ns) / SCALE_MS -
                                  n * bt->period_ms);
+    trace_bitmap_trace_zero_scan(n, zero, bt->zero_us);
     *dirty_out = dirty;
     *fresh_out = fresh;
 }
@@ -518,7 +601,7 @@ static bool bitmap_trace_write(BitmapTrace *bt, GString *out, Error **errp)
 
 static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
 {
-    g_string_append_printf(out, "bitmap-trace v1\n"
+    g_string_append_printf(out, "bitmap-trace v2\n"
                            "meta qemu=%s accel=%s page-size=%d"
                            " period-ms=%" PRId64 " iterations=%" PRId64
                            " start=%s\n",
@@ -569,6 +652,7 @@ static void *bitmap_trace_thread(void *opaque)
     rcu_register_thread();
 
     /* The QMP handler took the baseline: write it first */
+    bitmap_trace_scan_zero(bt);
     bitmap_trace_format_header(bt, out);
     bitmap_trace_format_iteration(bt, 0, bt->t0_ns, out, &dirty, &fresh);
     if (bitmap_trace_write(bt, out, &err)) {
@@ -585,6 +669,7 @@ static void *bitmap_trace_thread(void *opaque)
         bitmap_trace_sync(bt);
         bql_unlock();
 
+        bitmap_trace_scan_zero(bt);
         bitmap_trace_format_iteration(bt, n, t_ns, out, &dirty, &fresh);
         if (!bitmap_trace_write(bt, out, &err)) {
             break;

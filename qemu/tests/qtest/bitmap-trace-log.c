@@ -1,5 +1,5 @@
 /*
- * bitmap-trace log (format v1) parser for qtests
+ * bitmap-trace log (formats v1 and v2) parser for qtests
  *
  * Copyright (c) 2026 The bitmap-trace authors
  *
@@ -81,7 +81,8 @@ static void parse_range(const char *s, uint64_t *first, uint64_t *last)
     g_assert(*end == '\0');
 }
 
-static BTLogIter *parse_iter(const char *line, int64_t expect_n)
+static BTLogIter *parse_iter(const char *line, int64_t expect_n,
+                             int version)
 {
     g_autoptr(GHashTable) h = parse_fields(line, "iter");
     BTLogIter *it = g_new0(BTLogIter, 1);
@@ -96,38 +97,48 @@ static BTLogIter *parse_iter(const char *line, int64_t expect_n)
     it->unmapped = dec_field(h, "unmapped");
     it->sync_us = dec_field(h, "sync-us");
     it->harvest_us = dec_field(h, "harvest-us");
+    if (version >= 2) {
+        it->zero = dec_field(h, "zero");
+        it->zero_us = dec_field(h, "zero-us");
+    } else {
+        g_assert_null(g_hash_table_lookup(h, "zero"));
+    }
     it->pfns = g_array_new(false, false, sizeof(uint64_t));
     it->unmapped_pages = g_ptr_array_new_with_free_func(g_free);
+    it->zero_pfns = g_array_new(false, false, sizeof(uint64_t));
+    it->unmapped_zero = g_ptr_array_new_with_free_func(g_free);
     return it;
 }
 
-static void parse_pfns(BTLogIter *it, const char *line)
+/* A "pfns" or "zero" line: PFN ranges, appended to @pfns */
+static void parse_pfns(GArray *pfns, const char *word, const char *line)
 {
     g_auto(GStrv) tok = g_strsplit(line, " ", -1);
 
-    g_assert_cmpstr(tok[0], ==, "pfns");
+    g_assert_cmpstr(tok[0], ==, word);
     g_assert_nonnull(tok[1]);
     for (int i = 1; tok[i]; i++) {
         uint64_t first, last;
 
         parse_range(tok[i], &first, &last);
-        if (it->pfns->len) {
+        if (pfns->len) {
             /* ascending and disjoint; adjacent ranges would be merged */
             g_assert_cmpuint(first, >,
-                             g_array_index(it->pfns, uint64_t,
-                                           it->pfns->len - 1) + 1);
+                             g_array_index(pfns, uint64_t, pfns->len - 1) + 1);
         }
         for (uint64_t p = first; p <= last; p++) {
-            g_array_append_val(it->pfns, p);
+            g_array_append_val(pfns, p);
         }
     }
 }
 
-static void parse_unmapped(BTLogIter *it, const char *line)
+/* An "unmapped" or "unmapped-zero" line, appended to @pages */
+static void parse_unmapped(GPtrArray *pages, const char *word,
+                           const char *line)
 {
     g_auto(GStrv) tok = g_strsplit(line, " ", -1);
 
-    g_assert_cmpstr(tok[0], ==, "unmapped");
+    g_assert_cmpstr(tok[0], ==, word);
     g_assert_nonnull(tok[1]);
     for (int i = 1; tok[i]; i++) {
         char *colon = strrchr(tok[i], ':');
@@ -138,8 +149,7 @@ static void parse_unmapped(BTLogIter *it, const char *line)
         block = g_strndup(tok[i], colon - tok[i]);
         parse_range(colon + 1, &first, &last);
         for (uint64_t p = first; p <= last; p++) {
-            g_ptr_array_add(it->unmapped_pages,
-                            g_strdup_printf("%s:%" PRIx64, block, p));
+            g_ptr_array_add(pages, g_strdup_printf("%s:%" PRIx64, block, p));
         }
     }
 }
@@ -179,11 +189,32 @@ static void parse_block(BTLog *log, const char *line)
     g_ptr_array_add(log->blocks, b);
 }
 
+static bool has_unmapped(const GPtrArray *pages, const char *key)
+{
+    for (guint i = 0; i < pages->len; i++) {
+        if (!strcmp(g_ptr_array_index(pages, i), key)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void finish_iter(BTLogIter *it)
 {
     if (it) {
         g_assert_cmpuint(it->unmapped, ==, it->unmapped_pages->len);
         g_assert_cmpuint(it->dirty, ==, it->pfns->len + it->unmapped);
+        /* zero pages are dirty pages, and as many as zero= says */
+        g_assert_cmpuint(it->zero, ==,
+                         it->zero_pfns->len + it->unmapped_zero->len);
+        for (guint i = 0; i < it->zero_pfns->len; i++) {
+            g_assert_true(bt_log_iter_has_pfn(it,
+                          g_array_index(it->zero_pfns, uint64_t, i)));
+        }
+        for (guint i = 0; i < it->unmapped_zero->len; i++) {
+            g_assert_true(has_unmapped(it->unmapped_pages,
+                          g_ptr_array_index(it->unmapped_zero, i)));
+        }
     }
 }
 
@@ -193,6 +224,8 @@ static void iter_free(gpointer p)
 
     g_array_free(it->pfns, true);
     g_ptr_array_free(it->unmapped_pages, true);
+    g_array_free(it->zero_pfns, true);
+    g_ptr_array_free(it->unmapped_zero, true);
     g_free(it);
 }
 
@@ -222,7 +255,12 @@ BTLog *bt_log_parse(const char *path, bool need_end)
     g_assert(text[0] == '\0' || g_str_has_suffix(text, "\n"));
     lines = g_strsplit(text, "\n", -1);
 
-    g_assert_cmpstr(lines[0], ==, "bitmap-trace v1");
+    if (!strcmp(lines[0], "bitmap-trace v1")) {
+        log->version = 1;
+    } else {
+        g_assert_cmpstr(lines[0], ==, "bitmap-trace v2");
+        log->version = 2;
+    }
     {
         g_autoptr(GHashTable) h = parse_fields(lines[1], "meta");
 
@@ -245,15 +283,25 @@ BTLog *bt_log_parse(const char *path, bool need_end)
             parse_block(log, l);
         } else if (g_str_has_prefix(l, "iter ")) {
             finish_iter(cur);
-            cur = parse_iter(l, log->iters->len);
+            cur = parse_iter(l, log->iters->len, log->version);
             g_ptr_array_add(log->iters, cur);
         } else if (g_str_has_prefix(l, "pfns ")) {
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->unmapped_pages->len, ==, 0);
-            parse_pfns(cur, l);
+            g_assert_cmpuint(cur->zero_pfns->len, ==, 0);
+            parse_pfns(cur->pfns, "pfns", l);
         } else if (g_str_has_prefix(l, "unmapped ")) {
             g_assert_nonnull(cur);
-            parse_unmapped(cur, l);
+            g_assert_cmpuint(cur->zero_pfns->len, ==, 0);
+            parse_unmapped(cur->unmapped_pages, "unmapped", l);
+        } else if (log->version >= 2 && g_str_has_prefix(l, "zero ")) {
+            g_assert_nonnull(cur);
+            g_assert_cmpuint(cur->unmapped_zero->len, ==, 0);
+            parse_pfns(cur->zero_pfns, "zero", l);
+        } else if (log->version >= 2 &&
+                   g_str_has_prefix(l, "unmapped-zero ")) {
+            g_assert_nonnull(cur);
+            parse_unmapped(cur->unmapped_zero, "unmapped-zero", l);
         } else if (g_str_has_prefix(l, "end ")) {
             const char *err_txt = strstr(l, " error=");
             g_autofree char *head = err_txt ? g_strndup(l, err_txt - l)
@@ -305,6 +353,12 @@ bool bt_log_iter_has_pfn(const BTLogIter *it, uint64_t pfn)
 {
     return bsearch(&pfn, it->pfns->data, it->pfns->len, sizeof(uint64_t),
                    cmp_u64) != NULL;
+}
+
+bool bt_log_iter_has_zero_pfn(const BTLogIter *it, uint64_t pfn)
+{
+    return bsearch(&pfn, it->zero_pfns->data, it->zero_pfns->len,
+                   sizeof(uint64_t), cmp_u64) != NULL;
 }
 
 bool bt_log_iter_has_unmapped(const BTLogIter *it, const char *block,

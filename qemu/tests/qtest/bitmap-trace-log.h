@@ -1,5 +1,5 @@
 /*
- * bitmap-trace log (format v1) parser for qtests
+ * bitmap-trace log (formats v1 and v2) parser for qtests
  *
  * The parser is strict: every line must match the format documented in
  * docs/devel/migration/bitmap-trace.rst, and a malformed log fails the test.
@@ -29,13 +29,18 @@ typedef struct BTLogIter {
     double t_ms;
     uint64_t dirty;
     uint64_t unmapped;
+    uint64_t zero;          /* v2: how many dirty pages were all zero */
     int64_t sync_us;
     int64_t harvest_us;
+    int64_t zero_us;        /* v2 */
     GArray *pfns;           /* uint64_t, ascending, every page expanded */
     GPtrArray *unmapped_pages; /* "block:hexpage" strings, expanded */
+    GArray *zero_pfns;      /* v2: the zero pages of @pfns, ascending */
+    GPtrArray *unmapped_zero; /* v2: the zero pages of @unmapped_pages */
 } BTLogIter;
 
 typedef struct BTLog {
+    int version;            /* 1 or 2 */
     char *qemu_version;
     char *accel;
     int64_t page_size;
@@ -53,7 +58,8 @@ typedef struct BTLog {
 /*
  * Parse the log at @path.  Asserts that it is well formed: the header,
  * block lines, iterations numbered from 0 without gaps, PFN ranges ascending
- * and disjoint, dirty == listed pages, unmapped == listed unmapped pages.
+ * and disjoint, dirty == listed pages, unmapped == listed unmapped pages,
+ * and in v2 zero pages a subset of the dirty ones, as many as zero=.
  * When @need_end is true the log must end with an "end" line.
  */
 BTLog *bt_log_parse(const char *path, bool need_end);
@@ -61,6 +67,9 @@ void bt_log_free(BTLog *log);
 
 /* Does iteration @it list guest page frame number @pfn? */
 bool bt_log_iter_has_pfn(const BTLogIter *it, uint64_t pfn);
+
+/* Does iteration @it list guest page frame number @pfn as a zero page? */
+bool bt_log_iter_has_zero_pfn(const BTLogIter *it, uint64_t pfn);
 
 /* Does iteration @it list page @page (hex index) of block @block unmapped? */
 bool bt_log_iter_has_unmapped(const BTLogIter *it, const char *block,

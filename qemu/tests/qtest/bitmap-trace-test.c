@@ -188,6 +188,62 @@ static void test_exact_stop(void)
 }
 
 /*
+ * Zero pages (log v2): the baseline says which pages hold only zero bytes,
+ * and each window which of its dirtied pages do at its sync.  -M none's RAM
+ * starts zeroed, and the test is the only writer.
+ */
+static void test_zero_pages(void)
+{
+    g_autofree char *path = tmp_path("zero");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(BTLog) log = NULL;
+    static const uint64_t dirty[] = { 0x10, 0x20, 0x30, 0x40, 0x50, 0xfff };
+    static const uint64_t zero[] = { 0x10, 0x30, 0x50 };
+    const BTLogIter *it0, *it1;
+
+    /* non-zero before the trace: pages 0x10-0x13, and the last byte of 0x7 */
+    qtest_memset(qts, 0x10 * PAGE, 0x5a, 4 * PAGE);
+    qtest_writeb(qts, 0x7 * PAGE + PAGE - 1, 1);
+
+    start_trace(qts, path, 100000, 100000);
+    qtest_memset(qts, 0x20 * PAGE, 0xaa, PAGE);     /* non-zero */
+    qtest_memset(qts, 0x30 * PAGE, 0, PAGE);        /* zero written on zero */
+    qtest_memset(qts, 0x10 * PAGE, 0, PAGE);        /* non-zero made zero */
+    qtest_writeb(qts, 0x40 * PAGE + PAGE - 1, 1);   /* only the last byte */
+    qtest_memset(qts, 0x50 * PAGE, 0x77, PAGE);     /* zeroed again ... */
+    qtest_memset(qts, 0x50 * PAGE, 0, PAGE);        /* ... before the sync */
+    qtest_writeb(qts, 0xfff * PAGE, 0x80);          /* first byte of the last */
+    ev = stop_trace(qts);
+
+    log = bt_log_parse(path, true);
+    g_assert_cmpint(log->version, ==, 2);
+    g_assert_cmpuint(log->iters->len, ==, 2);
+
+    it0 = g_ptr_array_index(log->iters, 0);
+    g_assert_cmpuint(it0->dirty, ==, NONE_PAGES);
+    g_assert_cmpuint(it0->zero, ==, NONE_PAGES - 5);
+    for (uint64_t p = 0; p < NONE_PAGES; p++) {
+        bool nonzero = p == 0x7 || (p >= 0x10 && p <= 0x13);
+
+        g_assert_cmpint(bt_log_iter_has_zero_pfn(it0, p), ==, !nonzero);
+    }
+
+    it1 = g_ptr_array_index(log->iters, 1);
+    assert_exact(it1, dirty, G_N_ELEMENTS(dirty));
+    g_assert_cmpuint(it1->zero, ==, G_N_ELEMENTS(zero));
+    g_assert_cmpuint(it1->zero_pfns->len, ==, G_N_ELEMENTS(zero));
+    for (size_t i = 0; i < G_N_ELEMENTS(zero); i++) {
+        g_assert_cmphex(g_array_index(it1->zero_pfns, uint64_t, i), ==,
+                        zero[i]);
+    }
+    g_assert_cmpuint(it1->unmapped_zero->len, ==, 0);
+
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
  * Several windows.  Each window gets one qtest_memset, which is atomic with
  * respect to the tracer's sync (both run under the BQL): so each memset
  * lands in exactly one window, and each window holds at most one.  Page
@@ -765,6 +821,7 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/exact/windows", test_windows);
     qtest_add_func("/bitmap-trace/exact/pc-above-4g", test_pc_high);
     qtest_add_func("/bitmap-trace/exact/two-blocks", test_two_blocks);
+    qtest_add_func("/bitmap-trace/exact/zero-pages", test_zero_pages);
     qtest_add_func("/bitmap-trace/iface/defaults", test_defaults);
     qtest_add_func("/bitmap-trace/iface/ranges", test_ranges);
     qtest_add_func("/bitmap-trace/iface/errors", test_errors);
