@@ -30,6 +30,7 @@
 #include "exec/target_page.h"
 #include "migration/blocker.h"
 #include "migration/misc.h"
+#include "monitor/hmp.h"
 #include "system/cpus.h"
 #include "system/kvm.h"
 #include "system/qtest.h"
@@ -640,6 +641,11 @@ static bool bitmap_trace_wait(BitmapTrace *bt, int64_t deadline_ns)
     return true;
 }
 
+static void bitmap_trace_announce_bh(void *opaque)
+{
+    hmp_bitmap_trace_announce();
+}
+
 static void *bitmap_trace_thread(void *opaque)
 {
     BitmapTrace *bt = opaque;
@@ -725,6 +731,9 @@ static void *bitmap_trace_thread(void *opaque)
     trace_bitmap_trace_stop(bt->completed, BitmapTraceStatus_str(status));
     qapi_event_send_bitmap_trace_completed(status, bt->completed,
                                            err ? error_get_pretty(err) : NULL);
+    /* Show the results on HMP too, from the main loop */
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), bitmap_trace_announce_bh,
+                            NULL);
     error_free(err);
     rcu_unregister_thread();
     return NULL;

@@ -480,6 +480,24 @@ static void log_check(const BTLog *log, const GuestCase *c)
         g_assert_cmpuint(second_block_hot, >, 0);
     }
 
+    /*
+     * The trace starts after the guest's first full pass: its code, hot
+     * and sweep pages are not zero pages at the baseline.
+     */
+    {
+        const BTLogIter *it0 = g_ptr_array_index(log->iters, 0);
+
+        g_assert_cmpint(log->version, ==, 2);
+        for (size_t h = 0; h < l->nhot; h++) {
+            g_assert_false(bt_log_iter_has_zero_pfn(it0,
+                           l->hot[h] >> GUEST_PAGE_BITS));
+        }
+        for (uint64_t i = 0; i < sweep_pages; i++) {
+            g_assert_false(bt_log_iter_has_zero_pfn(it0, sweep_first + i));
+        }
+        g_assert_cmpuint(it0->zero, >, 0);
+    }
+
     for (guint n = 1; n < log->iters->len; n++) {
         const BTLogIter *it = g_ptr_array_index(log->iters, n);
         const BTLogIter *prev = g_ptr_array_index(log->iters, n - 1);
@@ -516,6 +534,12 @@ static void log_check(const BTLog *log, const GuestCase *c)
                            busy ? "" : ", guest not seen running",
                            missed->str);
         }
+
+        /*
+         * Every page the guest writes holds a non-zero counter from its
+         * first write on, so no page a window lists is a zero page.
+         */
+        g_assert_cmpuint(it->zero, ==, 0);
 
         listed += it->pfns->len + it->unmapped;
         outside += it->unmapped;

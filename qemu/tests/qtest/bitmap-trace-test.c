@@ -813,6 +813,73 @@ static void test_hmp_wait(void)
     unlink(sock);
 }
 
+/*
+ * A trace started over QMP shows its results on an idle HMP monitor when it
+ * ends, with the table cut short, and without garbling a command being
+ * typed there: the line is erased, the results printed, and the prompt and
+ * the line drawn again, so that finishing the command runs it.
+ */
+static void test_hmp_notice(void)
+{
+    g_autofree char *path = tmp_path("hmp-notice");
+    g_autofree char *sock = tmp_path("hmp-sock");
+    g_autoptr(GString) out = g_string_new(NULL);
+    g_autoptr(QDict) ev = NULL;
+    g_autofree char *file_line = NULL;
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct timeval tv = { .tv_sec = 60 };
+    const char *results;
+    QTestState *qts;
+    int fd;
+
+    qts = qtest_initf(NONE_ARGS " -chardev socket,id=hmp,path=%s,server=on,"
+                      "wait=off -mon chardev=hmp,mode=readline", sock);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    g_assert_cmpint(fd, >=, 0);
+    g_strlcpy(addr.sun_path, sock, sizeof(addr.sun_path));
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), ==,
+                    0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    read_until(fd, out, "(qemu) ");
+
+    /* half a command typed, echoed back */
+    g_assert_cmpint(write(fd, "info sta", 8), ==, 8);
+    read_until(fd, out, "info sta\033[K");
+    g_string_truncate(out, 0);
+
+    start_trace(qts, path, 30, 10);
+    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+    read_until(fd, out, "(qemu) info sta\033[K");
+
+    /* the monitor ends lines with CR LF; the typed line is erased first */
+    g_assert_true(g_str_has_prefix(out->str, "\r\033[Kbitmap-trace: "
+                                   "completed\r\n"));
+    results = out->str;
+    file_line = g_strdup_printf("\nfile: %s\r\n", path);
+    g_assert_nonnull(strstr(results, file_line));
+    g_assert_nonnull(strstr(results, "iterations: 30 of 30, period: 10 ms"));
+    /* 31 rows: the first ten and the last ten, and where the others are */
+    g_assert_nonnull(strstr(results, "\n        0          4096  (baseline"));
+    g_assert_nonnull(strstr(results, "\n        9             0\r\n"));
+    g_assert_null(strstr(results, "\n       10             0\r\n"));
+    g_assert_nonnull(strstr(results, "(11 more iterations"));
+    g_assert_null(strstr(results, "\n       20             0\r\n"));
+    g_assert_nonnull(strstr(results, "\n       21             0\r\n"));
+    g_assert_nonnull(strstr(results, "\n       30             0\r\n"));
+    g_assert_nonnull(strstr(results, "\ndistinct pages dirtied: 0"));
+
+    /* the command typed before the notice still runs as typed */
+    g_string_truncate(out, 0);
+    g_assert_cmpint(write(fd, "tus\n", 4), ==, 4);
+    read_until(fd, out, "(qemu) ");
+    g_assert_nonnull(strstr(out->str, "VM status: running"));
+
+    close(fd);
+    qtest_quit(qts);
+    unlink(path);
+    unlink(sock);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -833,5 +900,6 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
     qtest_add_func("/bitmap-trace/iface/hmp-wait", test_hmp_wait);
+    qtest_add_func("/bitmap-trace/iface/hmp-notice", test_hmp_notice);
     return g_test_run();
 }
