@@ -21,6 +21,7 @@
 #include "qemu/rcu_queue.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
+#include "qemu/units.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-migration.h"
 #include "qapi/qapi-events-migration.h"
@@ -30,7 +31,7 @@
 #include "exec/target_page.h"
 #include "migration/blocker.h"
 #include "migration/misc.h"
-#include "monitor/hmp.h"
+#include "monitor/monitor.h"
 #include "system/cpus.h"
 #include "system/kvm.h"
 #include "system/qtest.h"
@@ -47,6 +48,9 @@
 #define BITMAP_TRACE_PERIOD_MIN         10
 #define BITMAP_TRACE_PERIOD_MAX         100000
 #define BITMAP_TRACE_PERIOD_DEFAULT     10
+
+/* Rows of the per-iteration table in a notice, at most: first and last */
+#define BITMAP_TRACE_NOTICE_ROWS        20
 
 /* Ranges per "pfns"/"unmapped" line, to keep lines readable */
 #define BITMAP_TRACE_RANGES_PER_LINE    256
@@ -99,6 +103,11 @@ typedef struct BitmapTrace {
     bool thread_created;        /* created and not joined yet */
     QemuSemaphore wakeup;
     bool stop_requested;        /* atomic */
+
+    /* How the thread ended, published by bitmap_trace_end() */
+    bool end_pending;           /* atomic */
+    BitmapTraceStatus end_status;
+    char *end_error;
 
     /* Results, read by query-bitmap-trace; protected by @lock */
     QemuMutex lock;
@@ -641,10 +650,7 @@ static bool bitmap_trace_wait(BitmapTrace *bt, int64_t deadline_ns)
     return true;
 }
 
-static void bitmap_trace_announce_bh(void *opaque)
-{
-    hmp_bitmap_trace_announce();
-}
+static void bitmap_trace_end_bh(void *opaque);
 
 static void *bitmap_trace_thread(void *opaque)
 {
@@ -720,23 +726,113 @@ static void *bitmap_trace_thread(void *opaque)
     }
     bt->fd = -1;
 
-    qemu_mutex_lock(&bt->lock);
-    bt->status = status;
-    if (err) {
-        bt->error = g_strdup(error_get_pretty(err));
-    }
-    qemu_mutex_unlock(&bt->lock);
-
+    /*
+     * The main loop publishes the end, so that the status, the event and
+     * the results on HMP change together, under the BQL.
+     */
+    bt->end_status = status;
+    bt->end_error = err ? g_strdup(error_get_pretty(err)) : NULL;
+    qatomic_set(&bt->end_pending, true);
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), bitmap_trace_end_bh, bt);
     /* From here on the thread takes no lock: it can be joined under BQL */
-    trace_bitmap_trace_stop(bt->completed, BitmapTraceStatus_str(status));
-    qapi_event_send_bitmap_trace_completed(status, bt->completed,
-                                           err ? error_get_pretty(err) : NULL);
-    /* Show the results on HMP too, from the main loop */
-    aio_bh_schedule_oneshot(qemu_get_aio_context(), bitmap_trace_announce_bh,
-                            NULL);
     error_free(err);
     rcu_unregister_thread();
     return NULL;
+}
+
+/*
+ * Publish the end of the trace whose thread has finished: its status for
+ * query-bitmap-trace, BITMAP_TRACE_COMPLETED, and its results on the HMP
+ * monitors.  Called in the main loop with the BQL held, from the thread's
+ * bottom half or, at exit, after the thread was joined.
+ */
+static void bitmap_trace_end(BitmapTrace *bt)
+{
+    g_autoptr(BitmapTraceInfo) info = NULL;
+    g_autoptr(GString) out = g_string_new(NULL);
+
+    if (!qatomic_xchg(&bt->end_pending, false)) {
+        return;
+    }
+    qemu_mutex_lock(&bt->lock);
+    bt->status = bt->end_status;
+    bt->error = g_steal_pointer(&bt->end_error);
+    qemu_mutex_unlock(&bt->lock);
+
+    trace_bitmap_trace_stop(bt->completed, BitmapTraceStatus_str(bt->status));
+    qapi_event_send_bitmap_trace_completed(bt->status, bt->completed,
+                                           bt->error);
+
+    /* A trace started over QMP or with -d would otherwise end unseen */
+    info = qmp_query_bitmap_trace(NULL);
+    bitmap_trace_format_results(out, info, BITMAP_TRACE_NOTICE_ROWS);
+    monitor_hmp_notice(out->str);
+}
+
+static void bitmap_trace_end_bh(void *opaque)
+{
+    bitmap_trace_end(opaque);
+}
+
+void bitmap_trace_format_results(GString *out, const BitmapTraceInfo *info,
+                                 int64_t max_rows)
+{
+    uint64_t min = UINT64_MAX, max = 0, sum = 0;
+    int64_t rows = info->completed_iterations + 1;
+    int64_t half = max_rows / 2;
+    uint64List *p;
+    int64_t i = 0;
+
+    g_string_append_printf(out, "bitmap-trace: %s\n",
+                           BitmapTraceStatus_str(info->status));
+    if (!info->has_dirty_pages) {
+        return;
+    }
+    g_string_append_printf(out, "file: %s\n", info->filename);
+    g_string_append_printf(out, "iterations: %" PRId64 " of %" PRId64
+                           ", period: %" PRId64 " ms, page size: %" PRId64
+                           "\n", info->completed_iterations,
+                           info->iterations, info->period, info->page_size);
+    if (info->error_desc) {
+        g_string_append_printf(out, "error: %s\n", info->error_desc);
+    }
+    g_string_append_printf(out, "%9s  %12s\n", "iteration", "dirty pages");
+    for (p = info->dirty_pages; p; p = p->next, i++) {
+        if (max_rows > 0 && rows > max_rows && i >= half && i < rows - half) {
+            if (i == half) {
+                g_string_append_printf(out, "%9s  (%" PRId64 " more "
+                                       "iterations: info bitmap_trace, or "
+                                       "the log)\n", "...",
+                                       rows - 2 * half);
+            }
+        } else {
+            g_string_append_printf(out, "%9" PRId64 "  %12" PRIu64 "%s\n",
+                                   i, p->value,
+                                   i ? "" : "  (baseline: all pages)");
+        }
+        if (i) {
+            min = MIN(min, p->value);
+            max = MAX(max, p->value);
+            sum += p->value;
+        }
+    }
+    g_string_append_printf(out, "distinct pages dirtied: %" PRIu64
+                           " (%.1f MiB)\n", info->distinct_pages,
+                           (double)info->distinct_pages * info->page_size /
+                           MiB);
+    if (info->completed_iterations > 0) {
+        g_string_append_printf(out, "dirty pages per iteration: min %" PRIu64
+                               ", mean %.1f, max %" PRIu64 "\n", min,
+                               (double)sum / info->completed_iterations, max);
+    }
+    if (info->completed_iterations > 0 && info->elapsed_ms > 0) {
+        g_string_append_printf(out, "dirty rate: %.2f MiB/s\n",
+                               (double)sum * info->page_size / MiB /
+                               (info->elapsed_ms / 1000.0));
+    } else if (info->completed_iterations > 0) {
+        g_string_append(out, "dirty rate: unknown, the trace lasted less "
+                        "than 1 ms\n");
+    }
 }
 
 static BitmapTraceStatus bitmap_trace_status(BitmapTrace *bt)
@@ -959,4 +1055,6 @@ void bitmap_trace_shutdown(void)
     qemu_thread_join(&bt->thread);
     bql_lock();
     bt->thread_created = false;
+    /* the main loop is done: publish the end here */
+    bitmap_trace_end(bt);
 }
