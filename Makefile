@@ -4,6 +4,9 @@
 #   make           fetch QEMU, lay the series on it, build build/qemu-system-x86_64
 #   make check     run every test; ends with "N passed, N failed, N skipped"
 #   make demo      profile a real Linux guest with bitmap-trace
+#   make series    the series as git format-patch output against pristine QEMU
+#   make series-check  every commit of it builds, passes its tests, checkpatch
+#   make docs      build QEMU's manual (the rst page, the QAPI docs) with -W
 #
 # Each step is a stamp under build/; a re-run does only what changed.
 #   QEMU_SRC=/path/to/qemu-10.0.x        use a tree of your own (copied)
@@ -72,6 +75,16 @@ check: all
 demo: all
 	bash scripts/demo.sh
 
+series: $(BUILD)/.stamp-fetch
+	bash scripts/series.sh
+
+series-check: series
+	CONFIGURE_FLAGS='$(CONFIGURE_FLAGS)' bash scripts/series-check.sh
+
+# QEMU's own sphinx setup, warnings as errors, in a build dir of its own
+docs: $(BUILD)/.stamp-assemble
+	bash scripts/docs.sh $(CONFIGURE_FLAGS)
+
 clean:
 	rm -rf $(OBJ) $(BUILD)/qemu $(BUILD)/.stamp-assemble $(BUILD)/.stamp-configure
 
@@ -79,4 +92,4 @@ distclean:
 	rm -rf $(BUILD)
 
 FORCE:
-.PHONY: all deps check demo qtest clean distclean FORCE
+.PHONY: all deps check demo qtest series series-check docs clean distclean FORCE

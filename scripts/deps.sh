@@ -18,6 +18,10 @@ pkgs=(
     busybox-static
     # checkpatch.pl
     perl
+    # make series; make docs (QEMU's sphinx setup, warnings as errors)
+    git python3-sphinx python3-sphinx-rtd-theme
+    # the analysis tools (scripts/btrace)
+    python3-numpy python3-matplotlib
 )
 
 . /etc/os-release
