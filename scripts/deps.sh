@@ -18,6 +18,8 @@ pkgs=(
     busybox-static
     # checkpatch.pl
     perl
+    # scripts/bt-report's pre-copy simulator
+    python3-numpy
 )
 
 . /etc/os-release
