@@ -363,21 +363,22 @@ class Simulation:
     # -- sending ----------------------------------------------------------
 
     def _next_pending(self, count):
-        """Up to count pending pages in migration order from the cursor."""
+        """Up to count pending pages in migration order from the cursor,
+        wrapping at the end (find_dirty_block)."""
         n = self.tr.npages
         out = []
         got = 0
-        pos = self.cursor
         width = max(4 * count, 4096)
-        scanned = 0
-        while got < count and scanned < n:
-            end = min(pos + width, n)
-            idx = np.flatnonzero(self.pending[pos:end])[:count - got] + pos
-            out.append(idx)
-            got += len(idx)
-            scanned += end - pos
-            pos = 0 if end >= n else end
-            width *= 2
+        # [cursor, n) then [0, cursor)
+        for lo, hi in ((self.cursor, n), (0, self.cursor)):
+            pos = lo
+            while got < count and pos < hi:
+                end = min(pos + width, hi)
+                idx = np.flatnonzero(self.pending[pos:end])[:count - got] + pos
+                out.append(idx)
+                got += len(idx)
+                pos = end
+                width *= 2
         if not out:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate(out)
