@@ -79,10 +79,10 @@ DIRTY TRACKING AND THE KVM LAZY CLEAR
     bits the last sync reported (kvm_log_clear_one_slot uses the slot's
     dirty_bmap), so: a page the sync reported, written again between the
     sync and its chunk's clear, is absorbed (it is sent afterwards with its
-    new contents); any other write is caught by the next sync.  With
-    KVM_DIRTY_LOG_INITIALLY_SET (kvm_dirty_ring_init... kvm_init) the setup
-    sync reports every page, so during the bulk round writes to chunks not
-    yet reached are absorbed too.
+    new contents); any other write is caught by the next sync.  QEMU asks
+    for KVM_DIRTY_LOG_INITIALLY_SET (kvm_setup_dirty_ring, without a dirty
+    ring), so the setup sync reports every page, and during the bulk round
+    writes to chunks not yet reached are absorbed too.
   - After the stop, ram_save_complete syncs once more (the last
     dirty-sync-count) and sends every page left ignoring the rate limit, at
     the link bandwidth; then the devices' state (--device-state, a guess:
@@ -102,7 +102,9 @@ THE GUEST'S WRITES
   - Past the end of the trace, the windows 1..N are replayed again and
     again: the result says so (extrapolated).
   - A page's zero-ness when sent is its state in the latest window that
-    listed it before then (v2; the baseline's zero lines before any).  A v1
+    listed it before then (v2; the baseline's zero lines before any), as of
+    the start of the ram_save_iterate call that sends it (a write during
+    that call, at most ~50-100 ms, is seen by the next call).  A v1
     log has no zero information: every page is taken as non-zero, which is
     pessimistic, and the result says so.
 
@@ -114,9 +116,12 @@ ROUNDS
   and the final one in ram_save_complete.
 
 NOT CONVERGING
-  No switchover within --max-time (default 600 s) or --max-rounds rounds,
-  or, once the trace is being replayed, when five rounds in a row left at
-  least as much pending as the five before them: it would go on for ever.
+  No switchover within --max-time (default 600 s) or --max-rounds rounds
+  (default 1000), or, once the trace is being replayed, when ten rounds in
+  a row each left more pending than the threshold and no less than the
+  least of the ten before them: the replay repeats itself, so it would go
+  on for ever (this only shortens the simulation; a migration that a lucky
+  round would have let switch over is then called not converging).
 
 OUT OF SCOPE
   multifd, compression, xbzrle, auto-converge and dirty-limit (no
@@ -139,6 +144,7 @@ IO_BUF_SIZE = 32768
 HEADER = 8                    # save_page_header(): be64 offset | flags
 ITERATE_OVERHEAD = 5 + 5 + 8  # section header + footer + RAM_SAVE_FLAG_EOS
 CLEAR_BITMAP_SHIFT_MIN, CLEAR_BITMAP_SHIFT_MAX = 6, 31
+STEADY_ROUNDS = 10            # see NOT CONVERGING
 
 DEFAULTS = {
     'max_bandwidth': 128 * 1024 * 1024,    # MAX_THROTTLE, options.c
@@ -512,14 +518,17 @@ class Simulation:
                     rounds.append(cur)
                     cur = {'start_s': t, 'pages': 0, 'normal_pages': 0, 'zero_pages': 0,
                            'bytes': 0}
-                    last_pending.append(pending)
-                    if (self.extrapolated and len(last_pending) >= 10 and
-                            min(last_pending[-5:]) >= threshold and
-                            min(last_pending[-5:]) >= 0.99 * min(last_pending[-10:-5])):
-                        if not (pending == 0 or pending < threshold):
-                            why = ('steady: five rounds in a row left at least as much '
-                                   f'pending ({min(last_pending[-5:]) / 2**20:.1f} MiB) as the '
-                                   f'five before, above the threshold ({threshold / 2**20:.1f} MiB)')
+                    last_pending.append((pending, threshold))
+                    if self.extrapolated and len(last_pending) >= 2 * STEADY_ROUNDS:
+                        recent = last_pending[-STEADY_ROUNDS:]
+                        before = last_pending[-2 * STEADY_ROUNDS:-STEADY_ROUNDS]
+                        low = min(x for x, _ in recent)
+                        if (low >= max(th for _, th in recent) and
+                                low >= 0.99 * min(x for x, _ in before)):
+                            why = (f'steady: {STEADY_ROUNDS} rounds in a row each left at '
+                                   f'least {low / 2**20:.1f} MiB pending, no less than the '
+                                   f'{STEADY_ROUNDS} before, above the threshold '
+                                   f'({threshold / 2**20:.1f} MiB)')
                             break
                 if pending == 0 or pending < threshold:
                     break                               # migration_completion
