@@ -115,12 +115,22 @@ printed), 2 on a usage error.
     ap.add_argument('--x-clear-bitmap-shift', type=int, default=18, metavar='N',
                     help='x-clear-bitmap-shift: KVM clears its dirty log in chunks of 2^N '
                          'pages (default 18, range 6..31)')
-    ap.add_argument('--zero-page-detection', choices=('legacy', 'none'), default='legacy',
-                    help='zero-page-detection (default legacy: zero pages go as 9-byte records)')
+    ap.add_argument('--zero-page-detection', choices=('multifd', 'legacy', 'none'),
+                    default='multifd',
+                    help="zero-page-detection (default multifd, QEMU's, which without multifd "
+                         'is legacy: zero pages go as 9-byte records; none sends them whole)')
     ap.add_argument('--link-bandwidth', '--stop-copy-bandwidth', type=bandwidth_bytes,
                     default=simulate.DEFAULTS['link_bandwidth'], metavar='BW',
                     help='the link and host throughput with no rate limit: the stop-and-copy '
-                         'goes at it, pre-copy at most at it (default 2500MB/s, loopback-like)')
+                         'goes at it, pre-copy at most at it (default 450MB/s, measured on a '
+                         'loopback migration on the 2-core development machine)')
+    ap.add_argument('--page-cpu-us', type=float, default=simulate.DEFAULTS['page_cpu_s'] * 1e6,
+                    metavar='US',
+                    help='the migration thread\'s own time per page sent, us (default 0.5, '
+                         'measured likewise)')
+    ap.add_argument('--setup-time', type=parse_downtime, default=None, metavar='MS',
+                    help='setup-time, counted in the total (default 25 ms with kvm, 1 ms '
+                         'else, measured likewise)')
     ap.add_argument('--zero-scan-rate', type=bandwidth_bytes,
                     default=simulate.DEFAULTS['zero_scan_rate'], metavar='BW',
                     help='buffer_is_zero() throughput, when the log (v1) gives no zero-us '
@@ -162,6 +172,8 @@ def predict(log, space, res, args, bandwidths, downtimes):
         clear_bitmap_shift=args.x_clear_bitmap_shift,
         zero_page_detection=args.zero_page_detection,
         link_bandwidth=args.link_bandwidth,
+        page_cpu_s=args.page_cpu_us / 1e6,
+        setup_s=args.setup_time,
         zero_scan_rate=args.zero_scan_rate,
         device_state_bytes=args.device_state,
         max_time_s=args.max_time,
@@ -182,6 +194,7 @@ def predict(log, space, res, args, bandwidths, downtimes):
                     'zero_page_detection': args.zero_page_detection,
                     'avail_switchover_bandwidth': args.avail_switchover_bandwidth,
                     'link_bandwidth': args.link_bandwidth,
+                    'page_cpu_s': args.page_cpu_us / 1e6,
                     'zero_page_s': p['zero_page_s'],
                     'zero_page_cost_from': p['zero_page_cost_from'],
                     'zero_pages_unknown': not log.has_zero,

@@ -28,7 +28,7 @@ def build(text, write_time='start'):
 
 
 def run(trace, **kw):
-    base = dict(sync_s=0.0, device_state_bytes=0, link_bandwidth=1e9)
+    base = dict(sync_s=0.0, device_state_bytes=0, link_bandwidth=1e9, page_cpu_s=0.0, setup_s=0.0)
     base.update(kw)
     return simulate.simulate(trace, simulate.Params(**base))
 

@@ -3,9 +3,10 @@
 to follow by hand.  Every expected number is worked out in the comments from
 QEMU's rules, not taken from the simulator's output.
 
-Common ground: a sync costs nothing (sync_s=0), the device state is 0 bytes
-unless said, the link carries 1e9 bytes/s, pages are 4096 bytes, writes
-happen at the start of their window (write_time 'start').
+Common ground: a sync costs nothing (sync_s=0), nor does setup or the
+migration thread's own work on a page (setup_s=0, page_cpu_s=0), the device
+state is 0 bytes unless said, the link carries 1e9 bytes/s, pages are 4096
+bytes, writes happen at the start of their window (write_time 'start').
 """
 
 import unittest
@@ -37,6 +38,15 @@ class WireBytes(unittest.TestCase):
         self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + bulk + 8 + 1000)
         self.assertAlmostEqual(r['downtime_s'], (8 + 1000) / L, places=12)
         self.assertAlmostEqual(r['total_s'], bulk / L + (8 + 1000) / L, places=12)
+
+    def test_setup_and_per_page_time(self):
+        # The same with 1 us of the migration thread's time per page and a
+        # setup of 10 ms, which query-migrate's total-time counts.
+        _, _, tr = build(one_block(64, empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0, device_state_bytes=1000, page_cpu_s=1e-6, setup_s=0.01)
+        bulk = 64 * NORMAL + 4 + ITER
+        self.assertAlmostEqual(r['total_s'], 0.01 + bulk / L + 64e-6 + (8 + 1000) / L, places=12)
+        self.assertAlmostEqual(r['downtime_s'], (8 + 1000) / L, places=12)
 
     def test_block_name_when_the_block_changes(self):
         # Blocks "bb" then "a", two pages each: 1 + 2 bytes before bb's first
@@ -229,7 +239,7 @@ class NotConverging(unittest.TestCase):
         _, _, self.tr = build(one_block(64, windows))
         self.params = simulate.Params(max_bandwidth=1e6, downtime_limit_s=0.01, sync_s=0.0,
                                       device_state_bytes=0, link_bandwidth=1e9,
-                                      max_time_s=20, accel='tcg')
+                                      max_time_s=20, accel='tcg', page_cpu_s=0.0, setup_s=0.0)
 
     def test_does_not_converge(self):
         r = simulate.simulate(self.tr, self.params)
