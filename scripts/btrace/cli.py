@@ -122,12 +122,12 @@ printed), 2 on a usage error.
     ap.add_argument('--link-bandwidth', '--stop-copy-bandwidth', type=bandwidth_bytes,
                     default=simulate.DEFAULTS['link_bandwidth'], metavar='BW',
                     help='the link and host throughput with no rate limit: the stop-and-copy '
-                         'goes at it, pre-copy at most at it (default 450MB/s, measured on a '
-                         'loopback migration on the 2-core development machine)')
+                         'goes at it, pre-copy at most at it (default 450MB/s, fitted to two '
+                         'loopback migrations on the 2-core development machine)')
     ap.add_argument('--page-cpu-us', type=float, default=simulate.DEFAULTS['page_cpu_s'] * 1e6,
                     metavar='US',
-                    help='the migration thread\'s own time per page sent, us (default 0.5, '
-                         'measured likewise)')
+                    help='the migration thread\'s own time per page sent, us (default 0.8, '
+                         'fitted likewise)')
     ap.add_argument('--setup-time', type=parse_downtime, default=None, metavar='MS',
                     help='setup-time, counted in the total (default 25 ms with kvm, 1 ms '
                          'else, measured likewise)')
