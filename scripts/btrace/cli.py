@@ -67,12 +67,17 @@ def bandwidth_bytes(text):
     return parse_bandwidth(text)[1]
 
 
-def parse_downtime(text):
+def parse_ms(text):
+    """Milliseconds, or seconds with s: returns seconds."""
     m = re.fullmatch(r'\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|)\s*', text)
     if not m:
-        raise argparse.ArgumentTypeError(f'bad downtime {text!r} (examples: 300, 300ms, 0.5s)')
+        raise argparse.ArgumentTypeError(f'bad time {text!r} (examples: 300, 300ms, 0.5s)')
     v = float(m.group(1))
-    v = v if m.group(2) == 's' else v / 1000
+    return v if m.group(2) == 's' else v / 1000
+
+
+def parse_downtime(text):
+    v = parse_ms(text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f'downtime {text!r} is not positive')
     return v
@@ -128,7 +133,7 @@ printed), 2 on a usage error.
                     metavar='US',
                     help='the migration thread\'s own time per page sent, us (default 0.8, '
                          'fitted likewise)')
-    ap.add_argument('--setup-time', type=parse_downtime, default=None, metavar='MS',
+    ap.add_argument('--setup-time', type=parse_ms, default=None, metavar='MS',
                     help='setup-time, counted in the total (default 25 ms with kvm, 1 ms '
                          'else, measured likewise)')
     ap.add_argument('--zero-scan-rate', type=bandwidth_bytes,
