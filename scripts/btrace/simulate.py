@@ -580,8 +580,8 @@ class Simulation:
 
         res = {
             'converges': why is None,
-            'rounds': len(rounds) if why is None else len(rounds),
-            'dirty_sync_count': self.syncs + (1 if why is None else 0),
+            'rounds': len(rounds),
+            'dirty_sync_count': self.syncs,
             'round_list': rounds,
             'extrapolated': self.extrapolated,
             'accel': self.accel,
@@ -600,11 +600,9 @@ class Simulation:
                        stuck_bytes=self.npending * ps, time_simulated_s=t)
             res['round_s'] = [r['length_s'] for r in rounds]
             return res
-        if rounds and cur['pages'] == 0 and 'end_s' in rounds[-1] and rounds[-1]['end_s'] == t:
-            pass
-        else:
-            # the VM stopped without a sync since the last round's end
-            # (pending was 0): close the round at the stop
+        if cur['pages'] or not rounds:
+            # the VM stopped with nothing pending and no sync since the last
+            # round's end (threshold still 0): close the round at the stop
             cur.update(end_s=t, length_s=t - cur['start_s'], dirty_pages=0,
                        pending_bytes=self.npending * ps, threshold_bytes=threshold)
             rounds.append(cur)
