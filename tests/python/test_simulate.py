@@ -161,6 +161,43 @@ class RateLimit(unittest.TestCase):
         self.assertFalse(r['extrapolated'])
 
 
+class OneIterate(unittest.TestCase):
+    """What a single ram_save_iterate call sends."""
+
+    def sim(self, text, **kw):
+        _, _, tr = build(text)
+        base = dict(sync_s=0.0, device_state_bytes=0, page_cpu_s=0.0, setup_s=0.0, accel='tcg')
+        base.update(kw)
+        sim = simulate.Simulation(tr, simulate.Params(**base))
+        sim.wb = 0
+        return sim
+
+    def test_max_wait(self):
+        # One normal page a ms (4104000 bytes/s), no rate limit: MAX_WAIT
+        # (50 ms) is looked at after pages 0, 64, 128...: after page 64,
+        # at 65 ms, the call stops: 65 pages.
+        sim = self.sim(one_block(128, empty_windows(3, 100)), max_bandwidth=0,
+                       link_bandwidth=4104000)
+        dt, nbytes, normal, zero = sim.send(0.0, True)
+        self.assertEqual((normal, zero), (65, 0))
+        self.assertEqual(nbytes, 65 * NORMAL + 4 + ITER)
+        self.assertAlmostEqual(dt, (65 * NORMAL + 4 + ITER) / 4104000, places=12)
+        self.assertEqual(sim.npending, 128 - 65)
+
+    def test_zero_records_flush_every_32_kib(self):
+        # Every page zero, 9-byte records (13 for the first, with "ram"),
+        # rate_limit_max = 10000 bytes.  The buffered records are flushed
+        # when the 32768-byte buffer is full, inside page 3640's record
+        # (13 + 9 * 3640 >= 32768 > 13 + 9 * 3639): only then does
+        # migration_rate_exceeded() see more than 10000 bytes, and the call
+        # stops before page 3641: 3641 pages.
+        text = one_block(4000, empty_windows(3, 100), baseline_zero=list(range(4000)))
+        sim = self.sim(text, max_bandwidth=100000, link_bandwidth=1e9)
+        dt, nbytes, normal, zero = sim.send(0.0, True)
+        self.assertEqual((normal, zero), (0, 3641))
+        self.assertEqual(nbytes, 13 + 9 * 3640 + ITER)
+
+
 class LazyClear(unittest.TestCase):
     """128 pages; the link carries 4104000 bytes/s, one normal page a ms;
     no rate limit.  ram_save_iterate #1 sends pages 0-64 (MAX_WAIT is seen
