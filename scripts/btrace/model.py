@@ -9,10 +9,15 @@ ones: the log gives the mapped ones as PFN segments (map=first+pages,...),
 the unmapped ones by their page number in the block (block:page), and the
 baseline (iteration 0) lists every page.  The block pages without a GPA at
 the baseline are the baseline's unmapped pages; the others are given to the
-segments in the order the segments are listed (the tracer lists them in GPA
-order, which is the block's page order for ordinary RAM: pc.ram's low and
-high parts).  The map is the one taken when the trace started: a later remap
-(firmware shadowing, a PCI BAR moved over RAM) is not followed.
+segments in the order the segments are listed.  The log does not say which
+page of its block a segment starts at, and the tracer lists the segments in
+GPA order: that is the block's page order for ordinary RAM (pc.ram's parts
+below and above 4 GiB), not for an aliased ROM such as pc.bios, whose last
+32 pages show first at 0xe0000 (isa-bios): there the order of a few pages
+within their block comes out wrong, which moves nothing but when they are
+sent within the bulk round.  The map is the one taken when the trace
+started: a later remap (firmware shadowing, a PCI BAR moved over RAM) is
+not followed.
 
 Summaries (summarise()): per-window counts, min/mean/max, dirty rate,
 distinct pages, and the working-set curve: the mean number of distinct pages
