@@ -157,11 +157,12 @@ def print_simulation(w, res, preds, show_rounds):
               f'{"-":>10}  does not converge: {p["why"]}' + extra)
             if 'min_bandwidth_bytes_s' in p:
                 v = p['min_bandwidth_bytes_s']
-                w(f'      at this downtime limit it would from max-bandwidth '
-                  + (f'~{fmt_bw(v)}' if v else f'- (not even at the link\'s {fmt_bw(s["link_bandwidth"])})'))
+                w('      at this downtime limit it would converge from max-bandwidth '
+                  + (f'~{fmt_bw(v)}' if v else
+                     f'- (not even at the link\'s {fmt_bw(s["link_bandwidth"])})'))
             if 'min_downtime_limit_s' in p:
                 v = p['min_downtime_limit_s']
-                w(f'      at this max-bandwidth it would from a downtime limit of '
+                w('      at this max-bandwidth it would converge from a downtime limit of '
                   + (f'~{v * 1000:.0f} ms' if v else '- (none found)'))
         if show_rounds:
             for i, r in enumerate(p['round_list']):
