@@ -239,8 +239,6 @@ def main(argv=None):
     bandwidths = [b for group in (args.bandwidth or [parse_bandwidths(DEFAULT_BANDWIDTHS)])
                   for b in group]
     downtimes = [d for group in (args.downtime_limit or [[0.3]]) for d in group]
-    if args.model == 'rounds' and len(downtimes) > 1:
-        ap.error('--model rounds takes one --downtime-limit')
 
     try:
         log = parse.parse(args.log)
@@ -267,13 +265,14 @@ def main(argv=None):
         if args.model == 'rounds':
             dm = model.DirtyModel(res['_curve'], res['window_ms'] / 1000, res['baseline_pages'])
             res['prediction'] = []
-            for text, bw in bandwidths:
-                p = model.predict_rounds(dm, res['baseline_pages'], log.meta['page_size'], bw,
-                                         downtimes[0], args.max_rounds)
-                p['bandwidth'] = text
-                p['bandwidth_bytes_s'] = bw
-                p['downtime_limit_s'] = downtimes[0]
-                res['prediction'].append(p)
+            for dl in downtimes:
+                for text, bw in bandwidths:
+                    p = model.predict_rounds(dm, res['baseline_pages'], log.meta['page_size'],
+                                             bw, dl, args.max_rounds)
+                    p['bandwidth'] = text
+                    p['bandwidth_bytes_s'] = bw
+                    p['downtime_limit_s'] = dl
+                    res['prediction'].append(p)
         else:
             res['prediction'], res['simulation'] = predict(log, space, res, args,
                                                            bandwidths, downtimes)

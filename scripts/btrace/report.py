@@ -105,22 +105,27 @@ def print_report(path, log, res, windows_shown, show_rounds=False):
 
     preds = res.get('prediction') or []
     if preds and res.get('model') == 'rounds':
-        w('')
-        w(f'pre-copy prediction, downtime limit {res["downtime_limit_s"] * 1000:.0f} ms '
-          '(a round model; its assumptions: bt-report --help)')
-        w(f'  {"bandwidth":<24} {"rounds":>6} {"total":>9} {"downtime":>9} {"sent":>10}  result')
-        for p in preds:
-            bw = f'{p["bandwidth"]} ({p["bandwidth_bytes_s"] / MIB:.0f} MiB/s)'
-            if p['converges']:
-                w(f'  {bw:<24} {p["rounds"]:>6} {fmt_s(p["total_s"]):>9} '
-                  f'{fmt_s(p["downtime_s"]):>9} {p["sent_bytes"] / MIB:>6.0f} MiB  converges'
-                  + (' (extrapolated past the trace)' if p['extrapolated'] else ''))
-            else:
-                w(f'  {bw:<24} {"-":>6} {"-":>9} {"-":>9} {"-":>10}  does not converge: {p["why"]}'
-                  + (' (extrapolated past the trace)' if p['extrapolated'] else ''))
+        for dl in res['downtime_limits_s']:
+            print_rounds(w, [p for p in preds if p['downtime_limit_s'] == dl], dl)
     elif preds:
         print_simulation(w, res, preds, show_rounds)
     print('\n'.join(out))
+
+
+def print_rounds(w, preds, dl):
+    w('')
+    w(f'pre-copy prediction, downtime limit {dl * 1000:.0f} ms '
+      '(a round model; its assumptions: bt-report --help)')
+    w(f'  {"bandwidth":<24} {"rounds":>6} {"total":>9} {"downtime":>9} {"sent":>10}  result')
+    for p in preds:
+        bw = f'{p["bandwidth"]} ({p["bandwidth_bytes_s"] / MIB:.0f} MiB/s)'
+        if p['converges']:
+            w(f'  {bw:<24} {p["rounds"]:>6} {fmt_s(p["total_s"]):>9} '
+              f'{fmt_s(p["downtime_s"]):>9} {p["sent_bytes"] / MIB:>6.0f} MiB  converges'
+              + (' (extrapolated past the trace)' if p['extrapolated'] else ''))
+        else:
+            w(f'  {bw:<24} {"-":>6} {"-":>9} {"-":>9} {"-":>10}  does not converge: {p["why"]}'
+              + (' (extrapolated past the trace)' if p['extrapolated'] else ''))
 
 
 def print_simulation(w, res, preds, show_rounds):
