@@ -109,7 +109,7 @@ THE GUEST'S WRITES
   - A page's zero-ness when sent is its state in the latest window that
     listed it before then (v2; the baseline's zero lines before any), as of
     the start of the ram_save_iterate call that sends it (a write during
-    that call, at most ~50-100 ms, is seen by the next call).  A v1
+    that call, at most MAX_WAIT or a rate window, is seen by the next).  A v1
     log has no zero information: every page is taken as non-zero, which is
     pessimistic, and the result says so.
 
@@ -416,6 +416,11 @@ class Simulation:
         guest's writes over the time it took."""
         ps = self.ps
         link = self.link
+        if limited:
+            # The writes while the thread slept: before any clear of this
+            # call, so a write to a page the last sync reported is still
+            # absorbed by its chunk's clear (the page stays logged until then)
+            self.apply_writes(t)
         elapsed = 0.0
         nbytes = 0
         normal_n = zero_n = 0

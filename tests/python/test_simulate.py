@@ -102,6 +102,27 @@ class ZeroPages(unittest.TestCase):
         self.assertAlmostEqual(r['downtime_s'], (NORMAL + ZERO + 8) / L + 2e-6, places=12)
 
 
+class WrittenWhileAsleep(unittest.TestCase):
+    def test_zero_state_after_the_rate_limit_sleep(self):
+        # Pages 0-31 hold data, 32-63 zeros; page 40 gets data at 50 ms.
+        # max-bandwidth 1e6: the first call sends pages 0-31 (the flush
+        # after page 31 goes over the 1e5-byte budget) and the thread sleeps
+        # to 100 ms.  The threshold then is 131400 B / 100 ms x 50 ms =
+        # 65700 bytes, below the 32 pages pending: the second call sends
+        # pages 32-63, page 40 as a normal page since its write at 50 ms came
+        # before the call.  Then the estimate is 0: sync, which finds page 40
+        # (written after the setup sync): 4096 bytes < 65700, switchover,
+        # page 40 goes again, as a normal page.
+        text = one_block(64, [(50, [], []), (100, [40], [])] + empty_windows(10, 100)[2:],
+                         baseline_zero=list(range(32, 64)))
+        _, _, tr = build(text)
+        r = run(tr, max_bandwidth=1e6, downtime_limit_s=0.05, accel='tcg')
+        self.assertEqual((r['normal_pages'], r['zero_pages']), (34, 31))
+        self.assertEqual(r['round_list'][0]['dirty_pages'], 1)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + 32 * NORMAL + 4 + ITER
+                         + 31 * ZERO + NORMAL + ITER + NORMAL + 8)
+
+
 class RateLimit(unittest.TestCase):
     """128 pages, max-bandwidth 1e6 bytes/s: rate_limit_max = 1e5 bytes a
     100 ms window (migration_rate_set).  migration_rate_exceeded() sees the
