@@ -1,0 +1,393 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Read and validate a bitmap-trace log, format v1 or v2.
+
+The format is docs/devel/migration/bitmap-trace.rst.  v2 is v1 plus zero-page
+information:
+
+  - the first line is "bitmap-trace v2";
+  - each iter line also has zero=Z (how many of the iteration's dirty pages,
+    mapped or not, were all zero bytes when scanned) and zero-us=T (how long
+    that scan took); fields are read by key, not by position;
+  - after an iteration's pfns and unmapped lines, optional "zero" lines (PFN
+    ranges in the pfns syntax, a subset of the iteration's pfns) and
+    "unmapped-zero" lines (block:first[-last], a subset of its unmapped
+    pages), split over several lines like pfns.
+
+parse() raises LogError with the line number on the first error.  The ranges
+are kept as lists of inclusive (first, last) tuples; model.PageSpace turns
+them into page indexes.
+"""
+
+import collections
+import re
+
+STATUSES = ('completed', 'cancelled', 'failed')
+ACCELS = ('tcg', 'kvm', 'kvm-dirty-ring', 'qtest')
+VERSIONS = (1, 2)
+
+
+class LogError(Exception):
+    pass
+
+
+def split_fields(text, lineno):
+    """Parse 'key=value key=value ...'.  A value may hold spaces: a word
+    without '=' belongs to the value before it."""
+    fields = collections.OrderedDict()
+    key = None
+    for word in text.split(' '):
+        m = re.match(r'^([a-z][a-z0-9-]*)=(.*)$', word)
+        if m and m.group(1) not in fields:
+            key = m.group(1)
+            fields[key] = m.group(2)
+        elif key is not None:
+            fields[key] += ' ' + word
+        else:
+            raise LogError(f'line {lineno}: expected key=value, got {word!r}')
+    return fields
+
+
+def need(fields, keys, what, lineno):
+    missing = [k for k in keys if k not in fields]
+    if missing:
+        raise LogError(f'line {lineno}: {what} line lacks {", ".join(k + "=" for k in missing)}')
+
+
+def dec(value, what, lineno, signed=False):
+    if not re.fullmatch(r'-?[0-9]+' if signed else r'[0-9]+', value):
+        raise LogError(f'line {lineno}: {what}={value!r} is not a decimal number')
+    return int(value)
+
+
+def hexnum(value, what, lineno):
+    if not re.fullmatch(r'[0-9a-f]+', value):
+        raise LogError(f'line {lineno}: {what} {value!r} is not lowercase hex')
+    return int(value, 16)
+
+
+def hex_range(token, what, lineno):
+    first, sep, last = token.partition('-')
+    a = hexnum(first, what, lineno)
+    b = hexnum(last, what, lineno) if sep else a
+    if b < a:
+        raise LogError(f'line {lineno}: {what} range {token} ends before it starts')
+    return a, b
+
+
+class Iteration:
+    def __init__(self, n, t_ms, dirty, unmapped, sync_us, harvest_us, lineno,
+                 zero=None, zero_us=None):
+        self.n = n
+        self.t_ms = t_ms
+        self.dirty = dirty
+        self.unmapped = unmapped
+        self.sync_us = sync_us
+        self.harvest_us = harvest_us
+        self.lineno = lineno
+        self.zero = zero            # v2: pages found all zero (None in v1)
+        self.zero_us = zero_us      # v2: time the zero scan took
+        self.pfns = []              # (first, last) inclusive, ascending
+        self.unmapped_pages = []    # (block, first, last)
+        self.zero_pfns = []         # v2: subset of pfns
+        self.unmapped_zero = []     # v2: subset of unmapped_pages
+        self.pfn_count = 0
+        self.unmapped_count = 0
+        self.zero_count = 0
+
+    @property
+    def total(self):
+        """Pages dirtied in the window, mapped or not."""
+        return self.dirty
+
+
+class Log:
+    def __init__(self):
+        self.version = None
+        self.meta = {}
+        self.blocks = []        # dicts: name, pages, map [(first, npages)]
+        self.iters = []
+        self.end = None         # dict: status, iterations, error
+        self.map = []           # sorted (first, last, block) for lookups
+
+    @property
+    def has_zero(self):
+        return self.version >= 2
+
+
+def parse(path):
+    """Parse and validate a v1 or v2 log file; raise LogError on the first error."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as e:
+        raise LogError(f'{path}: {e.strerror}')
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise LogError(f'not UTF-8 text (byte {e.start})')
+    return parse_text(text)
+
+
+def parse_text(text):
+    """Parse and validate the text of a log."""
+    log = Log()
+    if not text:
+        raise LogError('the log is empty')
+    if not text.endswith('\n'):
+        raise LogError('the last line is incomplete (no newline at the end)')
+    lines = text[:-1].split('\n')
+
+    m = re.fullmatch(r'bitmap-trace v([0-9]+)', lines[0])
+    if not m:
+        if lines[0].startswith('bitmap-trace v'):
+            raise LogError(f'line 1: unsupported format {lines[0][13:]!r}; '
+                           'bt-report reads v1 and v2')
+        raise LogError('line 1: not a bitmap-trace log (expected "bitmap-trace v1" or "v2")')
+    log.version = int(m.group(1))
+    if log.version not in VERSIONS:
+        raise LogError(f'line 1: unsupported format {lines[0][13:]!r}; bt-report reads v1 and v2')
+    if len(lines) < 2 or not lines[1].startswith('meta '):
+        raise LogError('line 2: expected the meta line')
+
+    m = split_fields(lines[1][5:], 2)
+    need(m, ('qemu', 'accel', 'page-size', 'period-ms', 'iterations', 'start'), 'meta', 2)
+    if m['accel'] not in ACCELS:
+        raise LogError(f'line 2: accel={m["accel"]} is not one of {", ".join(ACCELS)}')
+    log.meta = {
+        'qemu': m['qemu'],
+        'accel': m['accel'],
+        'page_size': dec(m['page-size'], 'page-size', 2),
+        'period_ms': dec(m['period-ms'], 'period-ms', 2),
+        'iterations': dec(m['iterations'], 'iterations', 2),
+        'start': m['start'],
+    }
+    if log.meta['page_size'] == 0 or log.meta['page_size'] & (log.meta['page_size'] - 1):
+        raise LogError(f'line 2: page-size={log.meta["page_size"]} is not a power of two')
+
+    names = {}
+    cur = None
+    # Within an iteration the records come in this order (v2 adds the last two)
+    order = {'pfns': 0, 'unmapped': 1, 'zero': 2, 'unmapped-zero': 3}
+    stage = -1
+    for i, line in enumerate(lines[2:], start=3):
+        if log.end is not None:
+            raise LogError(f'line {i}: text after the end line')
+        word, _, rest = line.partition(' ')
+        if word in order:
+            if cur is None:
+                raise LogError(f'line {i}: {word} line before any iteration')
+            if word in ('zero', 'unmapped-zero') and log.version < 2:
+                raise LogError(f'line {i}: unknown record {word!r} (zero lines are v2)')
+            if order[word] < stage:
+                after = [w for w, k in order.items() if k == stage][0]
+                raise LogError(f'line {i}: {word} line after the {after} line')
+            stage = order[word]
+        if word == 'block':
+            if log.iters:
+                raise LogError(f'line {i}: block line after the first iteration')
+            mb = re.fullmatch(r'name=(.*) pages=([0-9]+) map=(\S*)', rest)
+            if not mb:
+                raise LogError(f'line {i}: expected "block name=<id> pages=<n> map=<ranges>"')
+            name = mb.group(1)
+            if not name:
+                raise LogError(f'line {i}: block with an empty name')
+            if name in names:
+                raise LogError(f'line {i}: block {name} listed twice')
+            ranges = []
+            for r in mb.group(3).split(',') if mb.group(3) else []:
+                first, plus, npages = r.partition('+')
+                if not plus:
+                    raise LogError(f'line {i}: map range {r!r} is not <first-pfn>+<pages>')
+                ranges.append((hexnum(first, 'map pfn', i), dec(npages, 'map pages', i)))
+            names[name] = len(log.blocks)
+            log.blocks.append({'name': name, 'pages': int(mb.group(2)), 'map': ranges})
+        elif word == 'iter':
+            if cur is not None:
+                check_counts(cur)
+            f = split_fields(rest, i)
+            keys = ['n', 't-ms', 'dirty', 'unmapped', 'sync-us', 'harvest-us']
+            if log.version >= 2:
+                keys += ['zero', 'zero-us']
+            need(f, keys, 'iter', i)
+            if not re.fullmatch(r'[0-9]+\.[0-9]{3}', f['t-ms']):
+                raise LogError(f'line {i}: t-ms={f["t-ms"]} is not milliseconds with 3 decimals')
+            cur = Iteration(dec(f['n'], 'n', i), float(f['t-ms']),
+                            dec(f['dirty'], 'dirty', i), dec(f['unmapped'], 'unmapped', i),
+                            dec(f['sync-us'], 'sync-us', i), dec(f['harvest-us'], 'harvest-us', i),
+                            i)
+            if log.version >= 2:
+                cur.zero = dec(f['zero'], 'zero', i)
+                cur.zero_us = dec(f['zero-us'], 'zero-us', i)
+            if cur.n != len(log.iters):
+                raise LogError(f'line {i}: iteration n={cur.n}, expected n={len(log.iters)}')
+            if log.iters and cur.t_ms < log.iters[-1].t_ms:
+                raise LogError(f'line {i}: t-ms goes backwards ({cur.t_ms} after {log.iters[-1].t_ms})')
+            log.iters.append(cur)
+            stage = -1
+        elif word in ('pfns', 'zero'):
+            dest = cur.pfns if word == 'pfns' else cur.zero_pfns
+            what = 'pfn' if word == 'pfns' else 'zero pfn'
+            for tok in rest.split(' ') if rest else []:
+                a, b = hex_range(tok, what, i)
+                if dest and a <= dest[-1][1] + 1:
+                    raise LogError(f'line {i}: {what} range {tok} is not above the one before it '
+                                   '(ranges are ascending, disjoint and not adjacent)')
+                dest.append((a, b))
+                if word == 'pfns':
+                    cur.pfn_count += b - a + 1
+                else:
+                    cur.zero_count += b - a + 1
+        elif word in ('unmapped', 'unmapped-zero'):
+            dest = cur.unmapped_pages if word == 'unmapped' else cur.unmapped_zero
+            for tok in rest.split(' ') if rest else []:
+                block, colon, pages = tok.rpartition(':')
+                if not colon or block not in names:
+                    raise LogError(f'line {i}: {word} page {tok!r} does not name a block')
+                a, b = hex_range(pages, f'{word} page', i)
+                if b >= log.blocks[names[block]]['pages']:
+                    raise LogError(f'line {i}: {word} page {tok} is beyond the end of block {block}')
+                dest.append((block, a, b))
+                if word == 'unmapped':
+                    cur.unmapped_count += b - a + 1
+                else:
+                    cur.zero_count += b - a + 1
+        elif word == 'end':
+            if cur is not None:
+                check_counts(cur)
+            f = split_fields(rest, i)
+            need(f, ('status', 'iterations'), 'end', i)
+            if f['status'] not in STATUSES:
+                raise LogError(f'line {i}: status={f["status"]} is not one of {", ".join(STATUSES)}')
+            log.end = {'status': f['status'],
+                       'iterations': dec(f['iterations'], 'iterations', i),
+                       'error': f.get('error')}
+            extra = set(f) - {'status', 'iterations', 'error'}
+            if extra:
+                raise LogError(f'line {i}: unknown end field {sorted(extra)[0]}=')
+            if (f['status'] == 'failed') != ('error' in f):
+                raise LogError(f'line {i}: error= goes with status=failed, and only with it')
+        elif word not in order:
+            raise LogError(f'line {i}: unknown record {word!r}')
+    if cur is not None and log.end is None:
+        check_counts(cur)
+
+    if not log.blocks:
+        raise LogError('no block line: the log names no traced RAM')
+    check_map(log)
+    check_pfns_mapped(log)
+    check_baseline(log)
+    check_end(log)
+    return log
+
+
+def _ascending_per_block(it, ranges, what):
+    seen = {}
+    for block, a, b in ranges:
+        prev = seen.get(block)
+        if prev is not None and a <= prev + 1:
+            raise LogError(f'line {it.lineno}: iteration {it.n}: {what} pages of '
+                           f'{block} are not ascending, disjoint and not adjacent')
+        seen[block] = b
+
+
+def _subset(small, big):
+    """Is every range of the ascending list small inside a range of big?
+    Both are ascending, disjoint and not adjacent, so a range of small lies
+    inside one range of big or is not covered.  Returns the first range that
+    is not covered, or None."""
+    j = 0
+    for a, b in small:
+        while j < len(big) and big[j][1] < a:
+            j += 1
+        if j >= len(big) or big[j][0] > a or big[j][1] < b:
+            return (a, b)
+    return None
+
+
+def check_counts(it):
+    """dirty counts every page listed, on pfns and unmapped lines alike;
+    unmapped counts those on unmapped lines; v2: zero counts those on zero
+    and unmapped-zero lines, each a subset of its pfns or unmapped lines."""
+    if it.unmapped_count != it.unmapped:
+        raise LogError(f'line {it.lineno}: iteration {it.n} says unmapped={it.unmapped} '
+                       f'but lists {it.unmapped_count} unmapped pages')
+    if it.pfn_count + it.unmapped_count != it.dirty:
+        raise LogError(f'line {it.lineno}: iteration {it.n} says dirty={it.dirty} '
+                       f'but lists {it.pfn_count + it.unmapped_count} pages '
+                       f'({it.pfn_count} mapped, {it.unmapped_count} unmapped)')
+    _ascending_per_block(it, it.unmapped_pages, 'unmapped')
+    if it.zero is None:
+        return
+    _ascending_per_block(it, it.unmapped_zero, 'unmapped-zero')
+    if it.zero_count != it.zero:
+        raise LogError(f'line {it.lineno}: iteration {it.n} says zero={it.zero} '
+                       f'but lists {it.zero_count} zero pages')
+    bad = _subset(it.zero_pfns, it.pfns)
+    if bad:
+        raise LogError(f'line {it.lineno}: iteration {it.n}: zero pfn range '
+                       f'{bad[0]:x}-{bad[1]:x} is not among its pfns')
+    blocks = sorted({blk for blk, _, _ in it.unmapped_zero})
+    for blk in blocks:
+        small = [(a, b) for x, a, b in it.unmapped_zero if x == blk]
+        big = [(a, b) for x, a, b in it.unmapped_pages if x == blk]
+        bad = _subset(small, big)
+        if bad:
+            raise LogError(f'line {it.lineno}: iteration {it.n}: unmapped-zero page '
+                           f'{blk}:{bad[0]:x}-{bad[1]:x} is not among its unmapped pages')
+
+
+def check_map(log):
+    spans = []
+    for b in log.blocks:
+        for first, npages in b['map']:
+            if npages == 0:
+                raise LogError(f'block {b["name"]}: empty map range at pfn {first:x}')
+            spans.append((first, first + npages - 1, b['name']))
+    spans.sort()
+    for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
+        if b0 <= a1:
+            raise LogError(f'blocks {an} and {bn} are both mapped at pfn {b0:x}')
+    log.map = spans
+
+
+def check_pfns_mapped(log):
+    """Every logged PFN must lie in a block's map."""
+    spans = log.map
+    for it in log.iters:
+        j = 0
+        for a, b in it.pfns:
+            while j < len(spans) and spans[j][1] < a:
+                j += 1
+            # [a, b] may cross several adjacent spans.
+            x = a
+            k = j
+            while x <= b:
+                if k >= len(spans) or spans[k][0] > x:
+                    raise LogError(f'line {it.lineno}: iteration {it.n} lists pfn {x:x}, '
+                                   'which no block maps')
+                x = spans[k][1] + 1
+                k += 1
+
+
+def check_baseline(log):
+    if not log.iters:
+        return
+    base = log.iters[0]
+    ram = sum(b['pages'] for b in log.blocks)
+    if base.total != ram:
+        raise LogError(f'line {base.lineno}: the baseline (iteration 0) lists {base.total} '
+                       f'pages, but the blocks hold {ram}')
+
+
+def check_end(log):
+    if log.end is None:
+        return
+    windows = len(log.iters) - 1 if log.iters else 0
+    if log.end['iterations'] != windows:
+        raise LogError(f'end line: iterations={log.end["iterations"]}, but the log has '
+                       f'{windows} iterations after the baseline')
+    if log.end['status'] == 'completed' and windows != log.meta['iterations']:
+        raise LogError(f'end line: status completed after {windows} iterations, '
+                       f'but {log.meta["iterations"]} were asked for')
+    if windows > log.meta['iterations']:
+        raise LogError(f'{windows} iterations logged, more than the {log.meta["iterations"]} asked for')

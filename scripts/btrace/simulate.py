@@ -1,0 +1,656 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A replay simulator of QEMU 10.0 pre-copy live migration.
+
+It replays the guest writes of a bitmap-trace log against a model of what
+QEMU 10.0's migration thread does, step by step, and reports what the real
+migration would do: its rounds, total time, downtime and bytes.  Each rule
+names the QEMU function it follows (migration/ram.c, migration/migration.c,
+migration/migration-stats.c, migration/savevm.c, migration/qemu-file.c,
+include/exec/ram_addr.h, accel/kvm/kvm-all.c of QEMU 10.0.13).
+
+THE MIGRATION THREAD (migration_thread, migration_iteration_run)
+  - Setup: the migration bitmap starts all ones (ram_list_init_bitmaps from
+    ram_init_bitmaps), and the setup sync (migration_bitmap_sync_precopy in
+    ram_init_bitmaps) is dirty-sync-count 1.  The setup section's few bytes
+    (block names and sizes, ram_save_setup) count in the first window.
+  - Then, again and again: unless the rate limit is exceeded,
+    migration_iteration_run: the pending estimate is the pages still set in
+    the bitmap x page size, whatever they will cost on the wire
+    (ram_state_pending_estimate).  Only when it is below threshold_size does a
+    dirty-log sync happen (ram_state_pending_exact ->
+    migration_bitmap_sync_precopy); when the pending size, exact after a sync,
+    is 0 or below threshold_size, the VM stops (migration_completion).
+    Otherwise one ram_save_iterate; then migration_rate_limit.
+  - threshold_size is 0 until the first bandwidth measurement, so nothing
+    syncs or switches over in the first BUFFER_DELAY (migrate_init).
+
+SENDING (ram_save_iterate, ram_find_and_save_block, find_dirty_block)
+  - Pages go in migration order: block after block in the log's block order
+    (RAMBLOCK_FOREACH_NOT_IGNORED / ram_list order), inside a block in page
+    order, from where the last call stopped (rs->last_seen_block/last_page),
+    wrapping at the end of the last block.  A page made dirty by a sync
+    behind that point waits for the wrap.
+  - ram_save_iterate sends while migration_rate_exceeded() is false, and
+    stops after MAX_WAIT (50 ms), checked after every 64th page ((i & 63) ==
+    0).  Each call adds a section header and footer (save_section_header /
+    save_section_footer in qemu_savevm_state_iterate, 5 + 5 bytes) and
+    RAM_SAVE_FLAG_EOS (8 bytes) and flushes the stream (qemu_fflush).
+  - Wire cost (save_page_header, save_zero_page, save_normal_page): an 8-byte
+    header, plus 1 + strlen(idstr) when the block differs from the last page
+    sent (pss->last_sent_block, which survives from call to call); a normal
+    page adds the page, a zero page adds 1 byte: zero-page-detection legacy,
+    or multifd, QEMU's default, which without multifd detects zero pages in
+    the migration thread as legacy does (ram_save_target_page calls
+    save_zero_page unless multifd is on).  zero-page-detection=none sends
+    zero pages as normal pages.
+  - Time: the bytes go at the link bandwidth (--link-bandwidth); every page
+    costs the migration thread's own time (--page-cpu-us: the bitmap search
+    and clear, the header, the stats); a zero page also the CPU time of
+    buffer_is_zero() over the page: from the log's zero-us when it has them
+    (v2: the scan time of the trace's pages over the zero pages found, an
+    upper bound as the non-zero pages' early exits are counted in), else
+    --zero-scan-rate.  query-migrate's total-time also counts the setup
+    (--setup-time).
+
+THE RATE LIMIT (migration-stats.c, migration.c)
+  - migration_rate_set: rate_limit_max = max-bandwidth / XFER_LIMIT_RATIO
+    bytes per BUFFER_DELAY (100 ms) window; 0 means unlimited.
+  - migration_rate_exceeded: the bytes counted since the window began >
+    rate_limit_max.  They are counted when the QEMUFile is flushed
+    (qemu_fflush adds to mig_stats.qemu_file_transferred): every
+    MAX_IOV_SIZE (64) iovecs, a normal page taking two (header, page), or
+    when IO_BUF_SIZE (32 KiB) of headers and zero-page records have piled
+    up.  So a window overshoots by up to a flush, not just by the last page.
+  - migration_rate_limit (after each iteration): migration_update_counters
+    once BUFFER_DELAY has passed since the window began: bandwidth = bytes
+    of the window / its length; threshold_size = bandwidth x downtime-limit,
+    or avail-switchover-bandwidth / 1000 x downtime-limit when set; the
+    window restarts (migration_rate_reset).  Then, if the limit is
+    exceeded, the thread sleeps to the end of the window.
+
+DIRTY TRACKING AND THE KVM LAZY CLEAR
+  - A sync ORs the pages written since their tracking was last re-armed
+    into the migration bitmap (migration_bitmap_sync ->
+    ramblock_sync_dirty_bitmap -> cpu_physical_memory_sync_dirty_bitmap).
+  - TCG and KVM with a dirty ring: the sync re-arms at once (the TLB reset
+    in cpu_physical_memory_dirty_bits_cleared; the ring reset); every write
+    after the sync is caught by the next one.
+  - KVM (dirty bitmap with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, as on any
+    kernel since 5.x): the sync only marks the clear_bmap chunks
+    (clear_bmap_set); KVM's log is cleared, and the pages re-protected,
+    chunk by chunk (1 << x-clear-bitmap-shift pages, default 18) just before
+    the chunk's first page is sent (migration_bitmap_clear_dirty ->
+    migration_clear_memory_region_dirty_bitmap).  The clear only clears the
+    bits the last sync reported (kvm_log_clear_one_slot uses the slot's
+    dirty_bmap), so: a page the sync reported, written again between the
+    sync and its chunk's clear, is absorbed (it is sent afterwards with its
+    new contents); any other write is caught by the next sync.  QEMU asks
+    for KVM_DIRTY_LOG_INITIALLY_SET (kvm_setup_dirty_ring, without a dirty
+    ring), so the setup sync reports every page, and during the bulk round
+    writes to chunks not yet reached are absorbed too.
+  - After the stop, ram_save_complete syncs once more (the last
+    dirty-sync-count) and sends every page left ignoring the rate limit, at
+    the link bandwidth; then the devices' state (--device-state, a guess:
+    query-migrate's ram.downtime-bytes against the total shows the real
+    figure).  Each sync costs the mean sync-us of the trace.
+
+THE GUEST'S WRITES
+  - Window i of the trace (iterations 1..N) lists the pages written between
+    the syncs of i-1 and i.  Migration time t is trace time t (the setup sync
+    is the baseline sync).  A page of window i is written once at a point of
+    the window, spread uniformly by a hash of the page and the window
+    (--write-time spread, the default: a page listed in a window was written
+    at some moment of it, and no moment is favoured; a page written at every
+    moment, a hot page, is listed in every window anyway) or at the window's
+    start (--write-time start, the earliest it can have been: pessimistic
+    for the lazy clear's absorption, optimistic for the next sync).
+  - Past the end of the trace, the windows 1..N are replayed again and
+    again: the result says so (extrapolated).
+  - A page's zero-ness when sent is its state in the latest window that
+    listed it before then (v2; the baseline's zero lines before any), as of
+    the start of the ram_save_iterate call that sends it (a write during
+    that call, at most MAX_WAIT or a rate window, is seen by the next).  A v1
+    log has no zero information: every page is taken as non-zero, which is
+    pessimistic, and the result says so.
+
+ROUNDS
+  A round is a sync-to-sync span.  Round 0 (the bulk round) starts at the
+  setup sync; each mid-migration sync (ram_state_pending_exact) ends one;
+  the last round ends at the sync whose exact pending size let the VM stop.
+  query-migrate's dirty-sync-count counts the setup sync, each
+  mid-migration sync and the final one in ram_save_complete: rounds + 2
+  (rounds + 1 in the odd case of a VM stopped with nothing pending before
+  any mid-migration sync, as a tiny guest may in its first 100 ms, when the
+  threshold is still 0).  The result gives both.
+
+NOT CONVERGING
+  No switchover within --max-time (default 600 s) or --max-rounds rounds
+  (default 1000), or, once the trace is being replayed, when ten rounds in
+  a row each left more pending than the threshold and no less than the
+  least of the ten before them: the replay repeats itself, so it would go
+  on for ever (this only shortens the simulation; a migration that a lucky
+  round would have let switch over is then called not converging).
+
+OUT OF SCOPE
+  multifd, compression, xbzrle, auto-converge and dirty-limit (no
+  throttling), postcopy, RDMA, mapped-ram, host huge pages (one target page
+  per host page), block migration, vhost/VFIO device state, remaps during
+  the trace, the setup time (allocating the bitmaps and starting the dirty
+  log are not timed).
+"""
+
+import math
+
+import numpy as np
+
+# migration/migration-stats.h, ram.c, qemu-file.c, savevm.c
+BUFFER_DELAY = 0.100          # s
+MAX_WAIT = 0.050              # s; the check is "t1 > MAX_WAIT" in whole ms
+XFER_LIMIT_RATIO = 10         # 1000 / BUFFER_DELAY(ms)
+MAX_IOV_SIZE = 64
+IO_BUF_SIZE = 32768
+HEADER = 8                    # save_page_header(): be64 offset | flags
+ITERATE_OVERHEAD = 5 + 5 + 8  # section header + footer + RAM_SAVE_FLAG_EOS
+CLEAR_BITMAP_SHIFT_MIN, CLEAR_BITMAP_SHIFT_MAX = 6, 31
+STEADY_ROUNDS = 10            # see NOT CONVERGING
+
+DEFAULTS = {
+    'max_bandwidth': 128 * 1024 * 1024,    # MAX_THROTTLE, options.c
+    'downtime_limit_s': 0.300,             # DEFAULT_MIGRATE_SET_DOWNTIME
+    'avail_switchover_bandwidth': 0,
+    'clear_bitmap_shift': 18,              # CLEAR_BITMAP_SHIFT_DEFAULT
+    'zero_page_detection': 'multifd',
+    # The three costs below were fitted on this project's 2-core development
+    # machine to two real loopback migrations (a 256 MiB KVM guest, a 512
+    # MiB TCG one, max-bandwidth 128 MiB/s, downtime-limit 300 ms): the
+    # downtime-bytes over the downtime (~425 and ~510 MB/s once the KVM
+    # vm_stop is taken out: the destination faulting in fresh RAM bounds a
+    # loopback "link"), the KVM guest's bulk round, mostly zero pages, 158
+    # ms where the rate limit explains ~100 (0.8 us a page), and
+    # query-migrate's setup-time.  Two cases fit are not a validation:
+    # measure your own with a real migration.
+    'link_bandwidth': 450e6,               # also the stop-and-copy throughput
+    'page_cpu_s': 0.8e-6,                  # the migration thread's own time per page
+    'setup_s': None,                       # setup-time: 25 ms kvm, 1 ms else (measured)
+    'zero_scan_rate': 8e9,                 # buffer_is_zero() bytes/s, when the log has no zero-us
+    'device_state_bytes': 256 * 1024,
+    'sync_s': None,                        # from the log, else 1 ms
+    'max_time_s': 600.0,
+    'max_rounds': 1000,
+    'write_time': 'spread',
+    'accel': None,                         # from the log
+}
+
+
+class Params:
+    def __init__(self, **kw):
+        for k, v in DEFAULTS.items():
+            setattr(self, k, kw.pop(k, v))
+        if kw:
+            raise TypeError(f'unknown parameter {sorted(kw)[0]}')
+
+    def copy(self, **kw):
+        d = dict(self.__dict__)
+        d.update(kw)
+        return Params(**d)
+
+
+def _hash01(pages, n):
+    """A deterministic number in [0, 1) per (page, window): splitmix64."""
+    with np.errstate(over='ignore'):
+        x = pages.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= np.uint64((n * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF)
+        x ^= x >> np.uint64(31)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(29)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(32)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+class Trace:
+    """The log's writes, prepared once for any number of simulations."""
+
+    def __init__(self, log, space, write_time='spread'):
+        self.log = log
+        self.space = space
+        self.page_size = log.meta['page_size']
+        self.npages = space.npages
+        self.has_zero = log.has_zero
+        self.accel = log.meta['accel']
+        self.idlen = np.array([len(n.encode()) for n in space.names], dtype=np.int64)
+        self.zero0 = np.zeros(self.npages, dtype=bool)
+        if self.has_zero and log.iters:
+            self.zero0[space.zero_pages(log.iters[0])] = True
+        self.write_time = write_time
+        t0 = log.iters[0].t_ms / 1000 if log.iters else 0.0
+        self.starts, self.ends, self.wpages, self.wtimes, self.wzero = [], [], [], [], []
+        prev = t0
+        for it in log.iters[1:]:
+            start, end = prev - t0, it.t_ms / 1000 - t0
+            prev = it.t_ms / 1000
+            pages = space.pages(it)
+            zero = np.zeros(len(pages), dtype=bool)
+            if self.has_zero and it.zero:
+                zero = np.isin(pages, space.zero_pages(it))
+            if write_time == 'start':
+                frac = np.zeros(len(pages))
+            else:
+                frac = _hash01(pages, it.n)
+            order = np.argsort(frac, kind='stable')
+            self.starts.append(start)
+            self.ends.append(end)
+            self.wpages.append(pages[order])
+            self.wtimes.append(start + frac[order] * (end - start))
+            self.wzero.append(zero[order])
+        self.starts = np.array(self.starts)
+        self.ends = np.array(self.ends)
+        self.length = float(self.ends[-1]) if len(self.ends) else 0.0
+
+        # Costs measured by the trace
+        its = log.iters
+        self.sync_s = (sum(it.sync_us for it in its) / len(its) / 1e6) if its else None
+        self.zero_page_s = None
+        if self.has_zero:
+            z = sum(it.zero for it in its)
+            us = sum(it.zero_us for it in its)
+            if z > 0 and us > 0:
+                self.zero_page_s = us / z / 1e6
+
+    def writes(self, a, b):
+        """The writes in migration time [a, b): (pages, times, zero), in time
+        order, and whether the trace was replayed past its end for them."""
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool))
+        T = self.length
+        if T <= 0 or b <= a:
+            return empty + (False,)
+        pages, times, zero = [], [], []
+        k = int(a // T)
+        while k * T < b:
+            lo, hi = max(a - k * T, 0.0), min(b - k * T, T)
+            i0 = int(np.searchsorted(self.ends, lo, side='right'))
+            i1 = int(np.searchsorted(self.starts, hi, side='left'))
+            # a window of length 0 holds its writes at its start
+            i0 = min(i0, int(np.searchsorted(self.ends, lo, side='left')))
+            for w in range(i0, min(i1, len(self.ends))):
+                tw = self.wtimes[w]
+                j0 = int(np.searchsorted(tw, lo, side='left'))
+                j1 = int(np.searchsorted(tw, hi, side='left'))
+                if j1 > j0:
+                    pages.append(self.wpages[w][j0:j1])
+                    times.append(tw[j0:j1] + k * T)
+                    zero.append(self.wzero[w][j0:j1])
+            k += 1
+        extrapolated = b > T
+        if not pages:
+            return empty + (extrapolated,)
+        return (np.concatenate(pages), np.concatenate(times), np.concatenate(zero),
+                extrapolated)
+
+
+class Simulation:
+    def __init__(self, trace, params):
+        self.tr = tr = trace
+        self.p = p = params
+        n = tr.npages
+        self.ps = ps = tr.page_size
+        self.accel = p.accel or tr.accel
+        # KVM's dirty bitmap with manual protect has the lazy clear; TCG, the
+        # dirty ring (and qtest, no guest) re-arm at the sync.
+        self.lazy = self.accel == 'kvm'
+        shift = min(max(int(p.clear_bitmap_shift), CLEAR_BITMAP_SHIFT_MIN),
+                    CLEAR_BITMAP_SHIFT_MAX)           # ram_list_init_bitmaps
+        self.shift = shift
+        sp = tr.space
+        in_block = np.arange(n, dtype=np.int64) - sp.block_base[sp.block_of]
+        nchunks = -(-sp.block_pages // (1 << shift))
+        self.chunk_base = np.concatenate(([0], np.cumsum(nchunks)[:-1])).astype(np.int64)
+        self.chunk_of = self.chunk_base[sp.block_of] + (in_block >> shift)
+        self.nchunks = int(nchunks.sum())
+        cb = []
+        for b in range(len(sp.block_pages)):
+            for k in range(int(nchunks[b])):
+                s = int(sp.block_base[b]) + (k << shift)
+                cb.append((s, min(s + (1 << shift), int(sp.block_base[b] + sp.block_pages[b]))))
+        self.chunk_range = cb
+
+        # zero-page-detection multifd (QEMU's default) without multifd
+        # detects zero pages like legacy (ram_save_target_page)
+        self.zdp_none = p.zero_page_detection == 'none'
+        self.link = float(p.link_bandwidth)
+        if tr.zero_page_s is not None:
+            self.zero_page_s = tr.zero_page_s
+            self.zero_cost_source = 'log'
+        else:
+            self.zero_page_s = ps / float(p.zero_scan_rate)
+            self.zero_cost_source = 'zero-scan-rate'
+        self.sync_s = p.sync_s if p.sync_s is not None else (
+            tr.sync_s if tr.sync_s is not None else 0.001)
+        self.rate_max = int(p.max_bandwidth) // XFER_LIMIT_RATIO   # migration_rate_set
+        self.dl_ms = p.downtime_limit_s * 1000
+
+        # State
+        self.pending = np.ones(n, dtype=bool)       # rb->bmap: all ones (ram_init_bitmaps)
+        self.npending = n
+        self.zero = tr.zero0.copy()
+        self.logged = np.zeros(n, dtype=bool)       # set in the dirty log (KVM / ram_list)
+        self.snap = np.zeros(n, dtype=bool)         # reported by the last sync, not cleared yet
+        self.clear_pending = np.zeros(self.nchunks, dtype=bool)   # rb->clear_bmap
+        if self.lazy:
+            # KVM_DIRTY_LOG_INITIALLY_SET: every page starts dirty in KVM's log
+            self.logged[:] = True
+        self.cursor = 0
+        self.last_block = -1
+        self.applied = 0.0
+        self.extrapolated = False
+        self.syncs = 0
+
+    # -- the guest ------------------------------------------------------
+
+    def apply_writes(self, t, clear_ids=None, clear_times=None):
+        """Apply the writes from self.applied to t, and the lazy clears of
+        the chunks clear_ids that happened at clear_times in that span."""
+        pages, times, zero, extra = self.tr.writes(self.applied, t)
+        self.extrapolated |= extra
+        self.applied = t
+        if clear_ids is not None and len(clear_ids):
+            absorbed = np.zeros(len(pages), dtype=bool)
+            if len(pages):
+                ct = np.full(self.nchunks, np.inf)
+                ct[clear_ids] = clear_times
+                absorbed = self.snap[pages] & (times < ct[self.chunk_of[pages]])
+            for c in clear_ids:
+                s, e = self.chunk_range[c]
+                self.logged[s:e] &= ~self.snap[s:e]
+                self.snap[s:e] = False
+            self.logged[pages[~absorbed]] = True
+        elif len(pages):
+            self.logged[pages] = True
+        if len(pages):
+            self.zero[pages] = zero
+
+    def sync(self, t):
+        """migration_bitmap_sync: the dirty log into the migration bitmap.
+        Returns the pages newly set."""
+        self.apply_writes(t)
+        new = self.logged & ~self.pending
+        found = int(np.count_nonzero(new))
+        self.pending |= self.logged
+        self.npending += found
+        if self.lazy:
+            # cpu_physical_memory_sync_dirty_bitmap: clear_bmap_set over the
+            # whole block; KVM's bits stay until the chunk is cleared.
+            self.snap = self.logged.copy()
+            self.clear_pending[:] = True
+        else:
+            self.logged[:] = False
+        self.syncs += 1
+        return found
+
+    # -- sending ----------------------------------------------------------
+
+    def _next_pending(self, count):
+        """Up to count pending pages in migration order from the cursor,
+        wrapping at the end (find_dirty_block)."""
+        n = self.tr.npages
+        out = []
+        got = 0
+        width = max(4 * count, 4096)
+        # [cursor, n) then [0, cursor)
+        for lo, hi in ((self.cursor, n), (0, self.cursor)):
+            pos = lo
+            while got < count and pos < hi:
+                end = min(pos + width, hi)
+                idx = np.flatnonzero(self.pending[pos:end])[:count - got] + pos
+                out.append(idx)
+                got += len(idx)
+                pos = end
+                width *= 2
+        if not out:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate(out)
+
+    def send(self, t, limited):
+        """One ram_save_iterate (limited) or the rest of ram_save_complete.
+        Returns (seconds, bytes, normal pages, zero pages); applies the
+        guest's writes over the time it took."""
+        ps = self.ps
+        link = self.link
+        if limited:
+            # The writes while the thread slept: before any clear of this
+            # call, so a write to a page the last sync reported is still
+            # absorbed by its chunk's clear (the page stays logged until then)
+            self.apply_writes(t)
+        elapsed = 0.0
+        nbytes = 0
+        normal_n = zero_n = 0
+        flushed = 0         # bytes flushed in this call so far
+        fill = 0.0          # how full the QEMUFile's iovec / buffer is, in flushes
+        count = 0           # pages sent in this call (the i of ram_save_iterate)
+        clear_ids, clear_times = [], []
+        batch = 256
+        if limited and self.rate_max:
+            batch = max(256, 2 * self.rate_max // ps)
+        while self.npending:
+            idx = self._next_pending(batch)
+            if not len(idx):
+                break
+            blk = self.tr.space.block_of[idx]
+            prev = np.concatenate(([self.last_block], blk[:-1]))
+            change = blk != prev
+            is_zero = self.zero[idx] & (not self.zdp_none)
+            wire = HEADER + np.where(change, 1 + self.tr.idlen[blk], 0) + np.where(is_zero, 1, ps)
+            ptime = wire / link + np.where(is_zero, self.zero_page_s, 0.0) + self.p.page_cpu_s
+            cbytes = np.cumsum(wire)
+            ctime = elapsed + np.cumsum(ptime)
+            m = len(idx)
+            stop = m
+            if limited:
+                # the QEMUFile is flushed every MAX_IOV_SIZE iovecs (two per
+                # normal page) or IO_BUF_SIZE buffered bytes
+                f = np.where(is_zero, wire / IO_BUF_SIZE, 2.0 / MAX_IOV_SIZE)
+                cfill = fill + np.cumsum(f)
+                flush = np.floor(cfill) > np.floor(np.concatenate(([fill], cfill[:-1])))
+                # bytes of this call counted (flushed) after each page
+                fb = np.maximum.accumulate(np.where(flush, nbytes + cbytes, flushed))
+                # bytes counted when page j is considered
+                before = self.wb + np.concatenate(([flushed], fb[:-1]))
+                if self.rate_max:
+                    over = np.flatnonzero(before > self.rate_max)
+                    if len(over):
+                        stop = min(stop, int(over[0]))
+                k = count + np.arange(m)
+                waited = np.flatnonzero(((k & 63) == 0) & (ctime >= MAX_WAIT + 0.001))
+                if len(waited):
+                    stop = min(stop, int(waited[0]) + 1)
+            if stop == 0:
+                break
+            sent = idx[:stop]
+            self.pending[sent] = False
+            self.npending -= stop
+            self.cursor = int(sent[-1]) + 1
+            if self.cursor >= self.tr.npages:
+                self.cursor = 0
+            self.last_block = int(blk[stop - 1])
+            if self.lazy:
+                ch = self.chunk_of[sent]
+                uc, first = np.unique(ch, return_index=True)
+                want = self.clear_pending[uc]
+                if want.any():
+                    start_t = ctime[first] - ptime[first]
+                    clear_ids.extend(uc[want].tolist())
+                    clear_times.extend((t + start_t[want]).tolist())
+                    self.clear_pending[uc[want]] = False
+            nz = int(np.count_nonzero(is_zero[:stop]))
+            zero_n += nz
+            normal_n += stop - nz
+            nbytes += int(cbytes[stop - 1])
+            elapsed = float(ctime[stop - 1])
+            count += stop
+            if limited:
+                flushed = int(fb[stop - 1])
+                fill = float(cfill[stop - 1])
+            if stop < m:
+                break
+            batch *= 2
+        if limited:
+            nbytes += ITERATE_OVERHEAD
+            elapsed += ITERATE_OVERHEAD / link
+        if not limited:
+            self.applied = t + elapsed      # the VM is stopped: no writes
+        elif clear_ids:
+            self.apply_writes(t + elapsed, np.array(clear_ids), np.array(clear_times))
+        else:
+            self.apply_writes(t + elapsed)
+        return elapsed, nbytes, normal_n, zero_n
+
+    # -- the migration thread --------------------------------------------------
+
+    def run(self):
+        p = self.p
+        tr = self.tr
+        ps = self.ps
+        rounds = []
+        setup_bytes = 8 + int(sum(1 + tr.idlen + 8)) + 8 + 17 + 5   # ram_save_setup
+        t = 0.0
+        self.sync(0.0)                  # ram_init_bitmaps: dirty-sync-count 1
+        t += self.sync_s
+        self.wb = setup_bytes           # bytes counted in this window
+        # The first window began when the migration thread started, before
+        # the setup (update_iteration_initial_status in migration_thread)
+        setup = p.setup_s if p.setup_s is not None else (0.025 if self.lazy else 0.001)
+        ws = -setup                     # the window's start (iteration_start_time)
+        threshold = 0.0                 # s->threshold_size, 0 at migrate_init
+        total_bytes = setup_bytes
+        cur = {'start_s': 0.0, 'pages': 0, 'normal_pages': 0, 'zero_pages': 0, 'bytes': 0}
+        total_normal = total_zero = 0
+        bandwidth_ms = None
+        why = None
+        eps = 1e-9
+        last_pending = []
+        while True:
+            if t > p.max_time_s:
+                why = f'no switchover within {p.max_time_s:g} s'
+                break
+            if len(rounds) >= p.max_rounds:
+                why = f'no switchover within {p.max_rounds} rounds'
+                break
+            if not (self.rate_max and self.wb > self.rate_max):
+                # migration_iteration_run
+                pending = self.npending * ps           # ram_state_pending_estimate
+                if pending < threshold:
+                    found = self.sync(t)               # ram_state_pending_exact
+                    t += self.sync_s
+                    pending = self.npending * ps
+                    cur.update(end_s=t, length_s=t - cur['start_s'], dirty_pages=found,
+                               pending_bytes=pending, threshold_bytes=threshold)
+                    rounds.append(cur)
+                    cur = {'start_s': t, 'pages': 0, 'normal_pages': 0, 'zero_pages': 0,
+                           'bytes': 0}
+                    last_pending.append((pending, threshold))
+                    if self.extrapolated and len(last_pending) >= 2 * STEADY_ROUNDS:
+                        recent = last_pending[-STEADY_ROUNDS:]
+                        before = last_pending[-2 * STEADY_ROUNDS:-STEADY_ROUNDS]
+                        low = min(x for x, _ in recent)
+                        if (low >= max(th for _, th in recent) and
+                                low >= 0.99 * min(x for x, _ in before)):
+                            why = (f'steady: {STEADY_ROUNDS} rounds in a row each left at '
+                                   f'least {low / 2**20:.1f} MiB pending, no less than the '
+                                   f'{STEADY_ROUNDS} before, above the threshold '
+                                   f'({threshold / 2**20:.1f} MiB)')
+                            break
+                if pending == 0 or pending < threshold:
+                    break                               # migration_completion
+                dt, nb, nn, nz = self.send(t, True)     # ram_save_iterate
+                t += dt
+                self.wb += nb
+                total_bytes += nb
+                cur['pages'] += nn + nz
+                cur['normal_pages'] += nn
+                cur['zero_pages'] += nz
+                cur['bytes'] += nb
+                total_normal += nn
+                total_zero += nz
+            # migration_rate_limit -> migration_update_counters
+            if t - ws >= BUFFER_DELAY - eps:
+                bandwidth_ms = self.wb / ((t - ws) * 1000)
+                if p.avail_switchover_bandwidth:
+                    threshold = p.avail_switchover_bandwidth / 1000 * self.dl_ms
+                else:
+                    threshold = bandwidth_ms * self.dl_ms
+                ws = t
+                self.wb = 0
+            if self.rate_max and self.wb > self.rate_max:
+                t = max(t, ws + BUFFER_DELAY)           # sleep to the window's end
+
+        res = {
+            'converges': why is None,
+            'rounds': len(rounds),
+            'dirty_sync_count': self.syncs,
+            'round_list': rounds,
+            'extrapolated': self.extrapolated,
+            'accel': self.accel,
+            'lazy_clear': self.lazy,
+            'zero_page_s': self.zero_page_s,
+            'zero_page_cost_from': self.zero_cost_source,
+            'sync_s': self.sync_s,
+            'normal_pages': total_normal,
+            'zero_pages': total_zero,
+            'precopy_bytes': total_bytes,
+            'last_bandwidth_bytes_s': bandwidth_ms * 1000 if bandwidth_ms is not None else None,
+            'threshold_bytes': threshold,
+        }
+        if why is not None:
+            res.update(total_s=None, downtime_s=None, sent_bytes=None, why=why,
+                       stuck_bytes=self.npending * ps, time_simulated_s=t)
+            res['round_s'] = [r['length_s'] for r in rounds]
+            return res
+        if cur['pages'] or not rounds:
+            # the VM stopped with nothing pending and no sync since the last
+            # round's end (threshold still 0): close the round at the stop
+            cur.update(end_s=t, length_s=t - cur['start_s'], dirty_pages=0,
+                       pending_bytes=self.npending * ps, threshold_bytes=threshold)
+            rounds.append(cur)
+        # migration_completion -> ram_save_complete: the VM is stopped
+        stop_t = t
+        found = self.sync(t)
+        t += self.sync_s
+        left = self.npending
+        dt, nb, nn, nz = self.send(t, False)
+        t += dt + 8 / self.link                          # + RAM_SAVE_FLAG_EOS
+        nb += 8
+        t += p.device_state_bytes / self.link
+        nb += p.device_state_bytes
+        downtime = t - stop_t
+        res.update(
+            rounds=len(rounds), round_s=[r['length_s'] for r in rounds],
+            total_s=setup + t, setup_s=setup, downtime_s=downtime, sent_bytes=total_bytes + nb,
+            downtime_bytes=nb, final_dirty_pages=found, final_pages=left,
+            normal_pages=total_normal + nn, zero_pages=total_zero + nz,
+            switchover_s=setup + stop_t, dirty_sync_count=self.syncs)
+        return res
+
+
+def simulate(trace, params):
+    return Simulation(trace, params).run()
+
+
+def search_min(trace, params, what, lo, hi, steps=8, ratio=1.05):
+    """The smallest value of params.<what> in (lo, hi] at which the migration
+    converges, by bisection over the simulator (in log space).  Assumes more
+    is better.  Returns (value, result) or (None, None) when hi does not
+    converge either."""
+    top = simulate(trace, params.copy(**{what: hi}))
+    if not top['converges']:
+        return None, None
+    best = (hi, top)
+    for _ in range(steps):
+        if best[0] / lo <= ratio:
+            break
+        mid = math.sqrt(lo * best[0])
+        r = simulate(trace, params.copy(**{what: mid}))
+        if r['converges']:
+            best = (mid, r)
+        else:
+            lo = mid
+    return best

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Run the unit tests of scripts/btrace (tests/python, unittest).
+# Exit 0 = pass, 1 = fail (also without python3-numpy, which make deps installs).
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+if ! "$py" -c 'import numpy' 2>/dev/null; then
+    echo "python-unit-test: FAIL: $py has no numpy (Debian's python3-numpy; make deps)"
+    exit 1
+fi
+cd "$top" || exit 1
+if "$py" -m unittest discover -s tests/python -t tests/python "$@"; then
+    exit 0
+fi
+exit 1

@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""scripts/bt-report's command line: the JSON prediction others rely on."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from helpers import ITER, NORMAL, empty_windows, setup_bytes, synth
+
+REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts',
+                      'bt-report')
+
+
+class Json(unittest.TestCase):
+    def report(self, text, *args):
+        with tempfile.NamedTemporaryFile('w', suffix='.log') as f:
+            f.write(text)
+            f.flush()
+            out = subprocess.run([sys.executable, REPORT, f.name, '--json', *args],
+                                 check=True, capture_output=True, text=True).stdout
+        return json.loads(out)
+
+    def test_prediction_fields(self):
+        # 64 pages, nothing written, sync-us=10 in every iteration: a sync
+        # costs 10 us.  At 128 MiB/s the whole RAM (262678 bytes with the
+        # block name and the iterate overhead) fits in the first window's
+        # budget (13421772 bytes); nothing is pending then: the VM stops.
+        # total = setup sync + bulk + final sync + EOS, the link at 1e9 B/s.
+        text = synth.make_log([('ram', 64, [(0, 64)])], empty_windows(10, 100))
+        r = self.report(text, '--bandwidth', '128MiB/s', '--downtime-limit', '300,100',
+                        '--link-bandwidth', '1000MB/s', '--page-cpu-us', '0',
+                        '--setup-time', '0', '--device-state', '0')
+        self.assertEqual(len(r['prediction']), 2)
+        bulk = 64 * NORMAL + 4 + ITER
+        for p, dl in zip(r['prediction'], (0.3, 0.1)):
+            self.assertEqual(p['downtime_limit_s'], dl)
+            self.assertEqual(p['bandwidth_bytes_s'], 128 * 2 ** 20)
+            self.assertTrue(p['converges'])
+            self.assertEqual(p['rounds'], 1)
+            self.assertAlmostEqual(p['total_s'], 2e-5 + (bulk + 8) / 1e9, places=12)
+            self.assertAlmostEqual(p['downtime_s'], 1e-5 + 8 / 1e9, places=12)
+            self.assertEqual(p['sent_bytes'], setup_bytes(['ram']) + bulk + 8)
+            self.assertFalse(p['zero_pages_unknown'])
+        self.assertEqual(r['format'], 2)
+        self.assertEqual(r['simulation']['clear_bitmap_shift'], 18)
+
+    def test_v1_says_it_is_pessimistic(self):
+        text = synth.make_log([('ram', 64, [(0, 64)])], empty_windows(3, 100), version=1)
+        r = self.report(text, '--bandwidth', '128MiB/s')
+        self.assertTrue(r['prediction'][0]['zero_pages_unknown'])
+        self.assertTrue(r['simulation']['zero_pages_unknown'])
+        self.assertTrue(any('no zero-page information' in w for w in r['warnings']))
+
+
+if __name__ == '__main__':
+    unittest.main()

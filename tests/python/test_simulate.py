@@ -1,0 +1,326 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""btrace.simulate: the replay of QEMU 10.0 pre-copy, on logs small enough
+to follow by hand.  Every expected number is worked out in the comments from
+QEMU's rules, not taken from the simulator's output.
+
+Common ground: a sync costs nothing (sync_s=0), nor does setup or the
+migration thread's own work on a page (setup_s=0, page_cpu_s=0), the device
+state is 0 bytes unless said, the link carries 1e9 bytes/s, pages are 4096
+bytes, writes happen at the start of their window (write_time 'start').
+"""
+
+import unittest
+
+from helpers import ITER, NORMAL, PAGE, ZERO, build, empty_windows, run, setup_bytes, simulate, synth
+
+L = 1e9
+
+
+def one_block(pages, windows, **kw):
+    return synth.make_log([('ram', pages, [(0, pages)])], windows, **kw)
+
+
+class WireBytes(unittest.TestCase):
+    def test_bulk_round_unlimited(self):
+        # 64 normal pages, no rate limit (max-bandwidth 0): the first
+        # ram_save_iterate sends them all (MAX_WAIT is checked at page 0 and
+        # 64 only), the block name ("ram": 1 + 3 bytes) goes with the first.
+        # Nothing is pending then: migration_iteration_run switches over at
+        # once (pending 0), before any bandwidth measurement.
+        _, _, tr = build(one_block(64, empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0, device_state_bytes=1000)
+        bulk = 64 * NORMAL + 4 + ITER
+        self.assertTrue(r['converges'])
+        self.assertEqual(r['rounds'], 1)
+        self.assertEqual(r['dirty_sync_count'], 2)      # setup + ram_save_complete
+        self.assertEqual(r['normal_pages'], 64)
+        self.assertEqual(r['zero_pages'], 0)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + bulk + 8 + 1000)
+        self.assertAlmostEqual(r['downtime_s'], (8 + 1000) / L, places=12)
+        self.assertAlmostEqual(r['total_s'], bulk / L + (8 + 1000) / L, places=12)
+
+    def test_setup_and_per_page_time(self):
+        # The same with 1 us of the migration thread's time per page and a
+        # setup of 10 ms, which query-migrate's total-time counts.
+        _, _, tr = build(one_block(64, empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0, device_state_bytes=1000, page_cpu_s=1e-6, setup_s=0.01)
+        bulk = 64 * NORMAL + 4 + ITER
+        self.assertAlmostEqual(r['total_s'], 0.01 + bulk / L + 64e-6 + (8 + 1000) / L, places=12)
+        self.assertAlmostEqual(r['downtime_s'], (8 + 1000) / L, places=12)
+
+    def test_block_name_when_the_block_changes(self):
+        # Blocks "bb" then "a", two pages each: 1 + 2 bytes before bb's first
+        # page, 1 + 1 before a's.
+        text = synth.make_log([('bb', 2, [(0, 2)]), ('a', 2, [(0x10, 2)])],
+                              empty_windows(3, 100))
+        _, _, tr = build(text)
+        r = run(tr, max_bandwidth=0)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['bb', 'a']) + 4 * NORMAL + 3 + 2 + ITER + 8)
+
+
+class ZeroPages(unittest.TestCase):
+    def log(self, windows, version=2):
+        # pages 32-63 zero at the start; the baseline's scan took 2 us a zero page
+        return one_block(64, windows, baseline_zero=list(range(32, 64)), version=version,
+                         zero_us=lambda n, z: 2 * z)
+
+    def test_zero_pages_cost_nine_bytes_and_scan_time(self):
+        _, _, tr = build(self.log(empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0)
+        bulk = 32 * NORMAL + 4 + 32 * ZERO + ITER
+        self.assertEqual((r['normal_pages'], r['zero_pages']), (32, 32))
+        self.assertEqual(r['zero_page_cost_from'], 'log')
+        self.assertAlmostEqual(r['zero_page_s'], 2e-6)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + bulk + 8)
+        self.assertAlmostEqual(r['total_s'], bulk / L + 32 * 2e-6 + 8 / L, places=12)
+
+    def test_zero_page_detection_none(self):
+        _, _, tr = build(self.log(empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0, zero_page_detection='none')
+        bulk = 64 * NORMAL + 4 + ITER
+        self.assertEqual((r['normal_pages'], r['zero_pages']), (64, 0))
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + bulk + 8)
+        self.assertAlmostEqual(r['total_s'], bulk / L + 8 / L, places=12)
+
+    def test_v1_counts_every_page_as_normal(self):
+        _, _, tr = build(self.log(empty_windows(10, 100), version=1))
+        r = run(tr, max_bandwidth=0)
+        self.assertEqual((r['normal_pages'], r['zero_pages']), (64, 0))
+        self.assertEqual(r['zero_page_cost_from'], 'zero-scan-rate')
+
+    def test_zero_state_of_the_latest_window(self):
+        # Window 1 (written at t=0) rewrites page 40 with data and page 41
+        # with zeros.  The bulk round sends both as zero pages (their state
+        # when its ram_save_iterate began); the switchover's sync finds them
+        # dirty and ram_save_complete sends 40 as a normal page, 41 as a zero
+        # page (scanned: 2 us).
+        _, _, tr = build(self.log([(50, [40, 41], [41])] + empty_windows(9, 100)[1:]))
+        r = run(tr, max_bandwidth=0, accel='tcg')
+        self.assertEqual((r['normal_pages'], r['zero_pages']), (33, 33))
+        self.assertEqual(r['final_dirty_pages'], 2)
+        self.assertEqual(r['downtime_bytes'], NORMAL + ZERO + 8)
+        self.assertAlmostEqual(r['downtime_s'], (NORMAL + ZERO + 8) / L + 2e-6, places=12)
+
+
+class WrittenWhileAsleep(unittest.TestCase):
+    def test_zero_state_after_the_rate_limit_sleep(self):
+        # Pages 0-31 hold data, 32-63 zeros; page 40 gets data at 50 ms.
+        # max-bandwidth 1e6: the first call sends pages 0-31 (the flush
+        # after page 31 goes over the 1e5-byte budget) and the thread sleeps
+        # to 100 ms.  The threshold then is 131400 B / 100 ms x 50 ms =
+        # 65700 bytes, below the 32 pages pending: the second call sends
+        # pages 32-63, page 40 as a normal page since its write at 50 ms came
+        # before the call.  Then the estimate is 0: sync, which finds page 40
+        # (written after the setup sync): 4096 bytes < 65700, switchover,
+        # page 40 goes again, as a normal page.
+        text = one_block(64, [(50, [], []), (100, [40], [])] + empty_windows(10, 100)[2:],
+                         baseline_zero=list(range(32, 64)))
+        _, _, tr = build(text)
+        r = run(tr, max_bandwidth=1e6, downtime_limit_s=0.05, accel='tcg')
+        self.assertEqual((r['normal_pages'], r['zero_pages']), (34, 31))
+        self.assertEqual(r['round_list'][0]['dirty_pages'], 1)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + 32 * NORMAL + 4 + ITER
+                         + 31 * ZERO + NORMAL + ITER + NORMAL + 8)
+
+
+class RateLimit(unittest.TestCase):
+    """128 pages, max-bandwidth 1e6 bytes/s: rate_limit_max = 1e5 bytes a
+    100 ms window (migration_rate_set).  migration_rate_exceeded() sees the
+    bytes only when the QEMUFile is flushed, every 64 iovecs = 32 normal
+    pages: pages 0-31 go (their bytes not counted yet), the flush after page
+    31 counts 32 * 4104 (+ 4 for the block name in the first call) > 1e5, so
+    each window sends exactly 32 pages, then EOS and the flush (+18)."""
+
+    def setUp(self):
+        _, _, self.tr = build(one_block(128, empty_windows(10, 100)))
+        self.first = 32 * NORMAL + 4 + ITER
+        self.next = 32 * NORMAL + ITER
+
+    def test_threshold_from_measured_bandwidth(self):
+        # downtime limit 100 ms.  Window 0 (0-100 ms) sends pages 0-31 with
+        # the setup bytes: threshold = (setup + first) / 100 ms * 100 ms.
+        # Window 1 sends pages 32-63, window 2 64-95, each measuring
+        # threshold = 131346 bytes.  At 300 ms the estimate, 32 pages =
+        # 131072 bytes, is below it: sync (nothing written), the exact
+        # pending is the same 131072 < 131346: switchover.  The last 32
+        # pages go in the downtime, unlimited.
+        r = run(self.tr, max_bandwidth=1e6, downtime_limit_s=0.1, accel='tcg')
+        self.assertTrue(r['converges'])
+        self.assertEqual(r['rounds'], 1)
+        self.assertEqual(r['dirty_sync_count'], 3)
+        rnd = r['round_list'][0]
+        self.assertEqual(rnd['pages'], 96)
+        self.assertAlmostEqual(rnd['end_s'], 0.3)
+        self.assertAlmostEqual(rnd['threshold_bytes'], self.next)
+        self.assertEqual(r['final_pages'], 32)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + self.first + 2 * self.next
+                         + 32 * NORMAL + 8)
+        self.assertAlmostEqual(r['downtime_s'], (32 * NORMAL + 8) / L, places=12)
+        self.assertAlmostEqual(r['total_s'], 0.3 + (32 * NORMAL + 8) / L, places=12)
+
+    def test_avail_switchover_bandwidth(self):
+        # threshold = 1e6 / 1000 * 100 ms = 1e5 bytes from the first
+        # measurement: at 300 ms the 32 pages left (131072 bytes) are above
+        # it, so window 3 sends them; at 400 ms the estimate is 0: sync,
+        # switchover with nothing left.
+        r = run(self.tr, max_bandwidth=1e6, downtime_limit_s=0.1,
+                avail_switchover_bandwidth=1e6, accel='tcg')
+        self.assertEqual(r['rounds'], 1)
+        self.assertEqual(r['round_list'][0]['pages'], 128)
+        self.assertAlmostEqual(r['round_list'][0]['threshold_bytes'], 1e5)
+        self.assertEqual(r['final_pages'], 0)
+        self.assertAlmostEqual(r['total_s'], 0.4 + 8 / L, places=12)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + self.first + 3 * self.next + 8)
+
+    def test_extrapolated_past_the_trace(self):
+        # The same migration over a trace of 200 ms: it lasts 300 ms, so the
+        # trace is replayed past its end, and the result says so.
+        _, _, tr = build(one_block(128, empty_windows(2, 100)))
+        r = run(tr, max_bandwidth=1e6, downtime_limit_s=0.1, accel='tcg')
+        self.assertTrue(r['extrapolated'])
+        r = run(self.tr, max_bandwidth=1e6, downtime_limit_s=0.1, accel='tcg')
+        self.assertFalse(r['extrapolated'])
+
+
+class OneIterate(unittest.TestCase):
+    """What a single ram_save_iterate call sends."""
+
+    def sim(self, text, **kw):
+        _, _, tr = build(text)
+        base = dict(sync_s=0.0, device_state_bytes=0, page_cpu_s=0.0, setup_s=0.0, accel='tcg')
+        base.update(kw)
+        sim = simulate.Simulation(tr, simulate.Params(**base))
+        sim.wb = 0
+        return sim
+
+    def test_max_wait(self):
+        # One normal page a ms (4104000 bytes/s), no rate limit: MAX_WAIT
+        # (50 ms) is looked at after pages 0, 64, 128...: after page 64,
+        # at 65 ms, the call stops: 65 pages.
+        sim = self.sim(one_block(128, empty_windows(3, 100)), max_bandwidth=0,
+                       link_bandwidth=4104000)
+        dt, nbytes, normal, zero = sim.send(0.0, True)
+        self.assertEqual((normal, zero), (65, 0))
+        self.assertEqual(nbytes, 65 * NORMAL + 4 + ITER)
+        self.assertAlmostEqual(dt, (65 * NORMAL + 4 + ITER) / 4104000, places=12)
+        self.assertEqual(sim.npending, 128 - 65)
+
+    def test_zero_records_flush_every_32_kib(self):
+        # Every page zero, 9-byte records (13 for the first, with "ram"),
+        # rate_limit_max = 10000 bytes.  The buffered records are flushed
+        # when the 32768-byte buffer is full, inside page 3640's record
+        # (13 + 9 * 3640 >= 32768 > 13 + 9 * 3639): only then does
+        # migration_rate_exceeded() see more than 10000 bytes, and the call
+        # stops before page 3641: 3641 pages.
+        text = one_block(4000, empty_windows(3, 100), baseline_zero=list(range(4000)))
+        sim = self.sim(text, max_bandwidth=100000, link_bandwidth=1e9)
+        dt, nbytes, normal, zero = sim.send(0.0, True)
+        self.assertEqual((normal, zero), (0, 3641))
+        self.assertEqual(nbytes, 13 + 9 * 3640 + ITER)
+
+
+class LazyClear(unittest.TestCase):
+    """128 pages; the link carries 4104000 bytes/s, one normal page a ms;
+    no rate limit.  ram_save_iterate #1 sends pages 0-64 (MAX_WAIT is seen
+    after page 64, at 65 ms), #2 pages 65-127 (to ~128 ms).  Then the first
+    measurement sets a threshold of ~41 KB (10 ms of ~4.1 MB/s): the
+    estimate is 0, sync, and whatever it finds (a page or two) is below the
+    threshold: switchover.
+
+    Writes: page 100 at 50 ms, page 20 at 100 ms."""
+
+    def setUp(self):
+        windows = [(50, [], []), (100, [100], []), (150, [20], [])] + \
+            [(200 + 50 * i, [], []) for i in range(7)]
+        self.text = one_block(128, windows, accel='kvm')
+        _, _, self.tr = build(self.text)
+
+    def found(self, **kw):
+        r = run(self.tr, max_bandwidth=0, downtime_limit_s=0.01, link_bandwidth=4104000, **kw)
+        self.assertTrue(r['converges'])
+        self.assertEqual(r['rounds'], 1)
+        self.assertEqual(r['dirty_sync_count'], 3)
+        n = r['round_list'][0]['dirty_pages']
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + 128 * NORMAL + 4 + 2 * ITER
+                         + n * NORMAL + 8)
+        return n
+
+    def test_kvm_small_chunks_absorb(self):
+        # x-clear-bitmap-shift 6: chunks of 64 pages.  KVM_DIRTY_LOG_INITIALLY_SET
+        # makes the setup sync report every page, so page 100's write at 50
+        # ms, before chunk 64-127 is cleared (when page 64 is sent, at 64
+        # ms), is absorbed; page 20's at 100 ms, after chunk 0-63 was
+        # cleared (at 0), is caught.
+        self.assertEqual(self.found(clear_bitmap_shift=6), 1)
+
+    def test_kvm_one_chunk(self):
+        # shift 18: one chunk, cleared before page 0 is sent: both caught.
+        self.assertEqual(self.found(clear_bitmap_shift=18), 2)
+
+    def test_tcg_has_no_lazy_clear(self):
+        self.assertEqual(self.found(clear_bitmap_shift=6, accel='tcg'), 2)
+
+    def test_dirty_ring_has_no_lazy_clear(self):
+        self.assertEqual(self.found(clear_bitmap_shift=6, accel='kvm-dirty-ring'), 2)
+
+
+class Writes(unittest.TestCase):
+    def test_replayed_cyclically(self):
+        # Two windows of 50 ms: page 1 written at 0, page 2 at 50 ms.  The
+        # trace is 100 ms; from 100 ms on it starts again at window 1.
+        _, _, tr = build(one_block(4, [(50, [1], []), (100, [2], [])]))
+        pages, times, _, extra = tr.writes(0.12, 0.3)
+        self.assertEqual(pages.tolist(), [2, 1, 2])
+        for got, want in zip(times.tolist(), [0.15, 0.2, 0.25]):
+            self.assertAlmostEqual(got, want)
+        self.assertTrue(extra)
+        pages, _, _, extra = tr.writes(0.0, 0.1)
+        self.assertEqual((pages.tolist(), extra), ([1, 2], False))
+
+    def test_spread_within_the_window(self):
+        windows = [(100 * (i + 1), list(range(64)), []) for i in range(3)]
+        _, _, tr = build(one_block(64, windows), write_time='spread')
+        for w in range(3):
+            _, times, _, _ = tr.writes(0.1 * w, 0.1 * (w + 1))
+            self.assertEqual(len(times), 64)
+            self.assertTrue(((times >= 0.1 * w) & (times < 0.1 * (w + 1))).all())
+            # not all at one moment
+            self.assertGreater(times.max() - times.min(), 0.05)
+
+
+class NotConverging(unittest.TestCase):
+    def setUp(self):
+        # Every page rewritten in every 50 ms window: 64 pages each 50 ms,
+        # 5 MB/s of writes.  At max-bandwidth 1e6 bytes/s (~32 pages per
+        # 100 ms) a sync always finds every page again.
+        windows = [(50 * (i + 1), list(range(64)), []) for i in range(10)]
+        _, _, self.tr = build(one_block(64, windows))
+        self.params = simulate.Params(max_bandwidth=1e6, downtime_limit_s=0.01, sync_s=0.0,
+                                      device_state_bytes=0, link_bandwidth=1e9,
+                                      max_time_s=20, accel='tcg', page_cpu_s=0.0, setup_s=0.0)
+
+    def test_does_not_converge(self):
+        r = simulate.simulate(self.tr, self.params)
+        self.assertFalse(r['converges'])
+        self.assertIsNone(r['total_s'])
+        self.assertTrue(r['why'])
+        self.assertGreater(r['stuck_bytes'], 0)
+
+    def test_search_smallest_bandwidth(self):
+        v, res = simulate.search_min(self.tr, self.params, 'max_bandwidth', 1e6, 1e9)
+        self.assertIsNotNone(v)
+        self.assertTrue(res['converges'])
+        self.assertGreater(v, 1e6)
+        self.assertTrue(simulate.simulate(self.tr, self.params.copy(max_bandwidth=v))['converges'])
+
+    def test_search_smallest_downtime_limit(self):
+        # At the top, 64 pages / (1e6 / 1000) ms: everything fits.
+        top = 64 * PAGE / 1e6 * 1.05
+        v, res = simulate.search_min(self.tr, self.params, 'downtime_limit_s', 0.01, top)
+        self.assertIsNotNone(v)
+        self.assertTrue(res['converges'])
+        self.assertGreater(v, 0.01)
+
+
+if __name__ == '__main__':
+    unittest.main()
