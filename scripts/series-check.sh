@@ -36,8 +36,9 @@ commits=$(git_ rev-list --reverse base..series)
 if [ ! -f "$obj/build.ninja" ]; then
     git_ checkout -q -f base
     mkdir -p "$obj"
-    # shellcheck disable=SC2086
-    (cd "$obj" && "$repo/configure" $CONFIGURE_FLAGS) > "$logs/configure.log" 2>&1 ||
+    # the Makefile's flags, with their shell quoting (--cc="ccache gcc")
+    eval "flags=(${CONFIGURE_FLAGS:-})"
+    (cd "$obj" && "$repo/configure" "${flags[@]}") > "$logs/configure.log" 2>&1 ||
         { tail -20 "$logs/configure.log"; die "configure failed"; }
 fi
 
