@@ -113,6 +113,21 @@ THE GUEST'S WRITES
     log has no zero information: every page is taken as non-zero, which is
     pessimistic, and the result says so.
 
+THE TIME SERIES (Params(series=True), for bt-report's migration figure)
+  The result's 'series' is a list of (t, pending_bytes, event) samples in
+  the rounds' clock (t = 0 at the setup sync, as round_list's start_s and
+  end_s; query-migrate's total-time adds setup_s): pending_bytes is the
+  pages set in the migration bitmap x page size, what
+  ram_state_pending_estimate returns.  Events: 'start' (after the setup
+  sync: all RAM), 'iterate' and 'sent' at the start and end of each
+  ram_save_iterate (it only goes down while sending; it stays flat while
+  the thread sleeps), 'sync' after each mid-migration sync (the round's
+  pending_bytes), 'stop' when the VM stops (switchover_s - setup_s),
+  'final-sync' after ram_save_complete's sync and 'done' (0 bytes) when
+  everything is sent (total_s - setup_s).  A migration that does not
+  converge ends its series at its last sample.  Recording it changes no
+  result; it is off by default (a few samples per 100 ms of migration).
+
 ROUNDS
   A round is a sync-to-sync span.  Round 0 (the bulk round) starts at the
   setup sync; each mid-migration sync (ram_state_pending_exact) ends one;
@@ -179,6 +194,7 @@ DEFAULTS = {
     'max_rounds': 1000,
     'write_time': 'spread',
     'accel': None,                         # from the log
+    'series': False,                       # record the pending-bytes time series
 }
 
 
@@ -528,6 +544,9 @@ class Simulation:
         why = None
         eps = 1e-9
         last_pending = []
+        series = [] if p.series else None
+        if series is not None:
+            series.append((0.0, self.npending * ps, 'start'))   # round 0's start_s
         while True:
             if t > p.max_time_s:
                 why = f'no switchover within {p.max_time_s:g} s'
@@ -547,6 +566,8 @@ class Simulation:
                     rounds.append(cur)
                     cur = {'start_s': t, 'pages': 0, 'normal_pages': 0, 'zero_pages': 0,
                            'bytes': 0}
+                    if series is not None:
+                        series.append((t, pending, 'sync'))
                     last_pending.append((pending, threshold))
                     if self.extrapolated and len(last_pending) >= 2 * STEADY_ROUNDS:
                         recent = last_pending[-STEADY_ROUNDS:]
@@ -561,8 +582,12 @@ class Simulation:
                             break
                 if pending == 0 or pending < threshold:
                     break                               # migration_completion
+                if series is not None:
+                    series.append((t, self.npending * ps, 'iterate'))
                 dt, nb, nn, nz = self.send(t, True)     # ram_save_iterate
                 t += dt
+                if series is not None:
+                    series.append((t, self.npending * ps, 'sent'))
                 self.wb += nb
                 total_bytes += nb
                 cur['pages'] += nn + nz
@@ -600,6 +625,8 @@ class Simulation:
             'last_bandwidth_bytes_s': bandwidth_ms * 1000 if bandwidth_ms is not None else None,
             'threshold_bytes': threshold,
         }
+        if series is not None:
+            res['series'] = series
         if why is not None:
             res.update(total_s=None, downtime_s=None, sent_bytes=None, why=why,
                        stuck_bytes=self.npending * ps, time_simulated_s=t)
@@ -613,14 +640,20 @@ class Simulation:
             rounds.append(cur)
         # migration_completion -> ram_save_complete: the VM is stopped
         stop_t = t
+        if series is not None:
+            series.append((t, self.npending * ps, 'stop'))
         found = self.sync(t)
         t += self.sync_s
         left = self.npending
+        if series is not None:
+            series.append((t, left * ps, 'final-sync'))
         dt, nb, nn, nz = self.send(t, False)
         t += dt + 8 / self.link                          # + RAM_SAVE_FLAG_EOS
         nb += 8
         t += p.device_state_bytes / self.link
         nb += p.device_state_bytes
+        if series is not None:
+            series.append((t, self.npending * ps, 'done'))
         downtime = t - stop_t
         res.update(
             rounds=len(rounds), round_s=[r['length_s'] for r in rounds],
