@@ -22,6 +22,15 @@ also the speed of the stop-and-copy (ram_save_complete ignores the rate
 limit).  QEMU's own default max-bandwidth is 128 MiB/s: pass --bandwidth
 128MiB/s to predict a migration that does not set it.
 
+--plot-dir DIR draws, with matplotlib, four figures into DIR, each as
+heatmap.png, heatmap.svg, ... (--plot-format): heatmap (dirtied pages over
+time x guest-physical address), working-set (the working-set curve),
+dirty-per-window (dirty and zero pages per window) and migration (the
+predicted pending bytes over time per max-bandwidth and downtime limit, with
+the syncs and the switchover).  --csv-dir DIR writes the figures behind
+them as CSV: windows.csv, working-set.csv, predictions.csv, rounds.csv and
+migration.csv.  What each holds: scripts/btrace/plot.py and export.py.
+
 --model rounds gives the older round model instead (round 0 sends all RAM,
 round k+1 what round k's length dirtied by the working-set curve, every page
 a full page at exactly the bandwidth, one sync per round); it is kept for
@@ -99,7 +108,7 @@ def build_parser():
     doc = __doc__
     epilog = doc.split('\n\n', 1)[1] + '\n' + simulate.__doc__ + """
 Exit status: 0 on success, 1 when the log is not valid (the errors are
-printed), 2 on a usage error.
+printed) or the pictures or CSV files cannot be written, 2 on a usage error.
 """
     ap = argparse.ArgumentParser(
         prog='bt-report', description=doc.split('\n\n', 1)[0],
@@ -165,7 +174,29 @@ printed), 2 on a usage error.
     ap.add_argument('--brief', action='store_true',
                     help='leave out the table of windows')
     ap.add_argument('--json', action='store_true', help='print the results as JSON')
+    ap.add_argument('--plot-dir', metavar='DIR',
+                    help='draw the figures into DIR (created if need be): heatmap, '
+                         'working-set, dirty-per-window, migration; needs matplotlib')
+    ap.add_argument('--plot-format', type=parse_formats, default=['png', 'svg'],
+                    metavar='FMT[,FMT...]',
+                    help='the figures\' formats, png, svg or pdf (default png,svg)')
+    ap.add_argument('--csv-dir', metavar='DIR',
+                    help='write the per-window, working-set, per-prediction, per-round and '
+                         'pending-bytes tables into DIR as CSV')
     return ap
+
+
+PLOT_FORMATS = ('png', 'svg', 'pdf')      # plot.FORMATS, without importing matplotlib
+
+
+def parse_formats(text):
+    formats = [t.strip().lower() for t in text.split(',') if t.strip()]
+    bad = [f for f in formats if f not in PLOT_FORMATS]
+    if bad or not formats:
+        raise argparse.ArgumentTypeError(f'bad format {(bad or [text])[0]!r} '
+                                         f'(use {", ".join(PLOT_FORMATS)})')
+    return list(dict.fromkeys(formats))
+
 
 
 def predict(log, space, res, args, bandwidths, downtimes):
@@ -184,7 +215,8 @@ def predict(log, space, res, args, bandwidths, downtimes):
         max_time_s=args.max_time,
         max_rounds=args.max_rounds,
         write_time=args.write_time,
-        accel=args.accel)
+        accel=args.accel,
+        series=bool(args.plot_dir or args.csv_dir))
     preds = []
     info = None
     for dl in downtimes:
@@ -215,12 +247,14 @@ def predict(log, space, res, args, bandwidths, downtimes):
             if not p['converges'] and not args.no_search:
                 link = args.link_bandwidth
                 if bw < link:
-                    v, _ = simulate.search_min(trace, params, 'max_bandwidth', bw, link)
+                    v, _ = simulate.search_min(trace, params.copy(series=False),
+                                               'max_bandwidth', bw, link)
                     p['min_bandwidth_bytes_s'] = v
                 ram = space.npages * ps
                 rate = min(bw, link)
                 top = max(dl * 2, ram / rate * 1.05)
-                v, _ = simulate.search_min(trace, params, 'downtime_limit_s', dl, top)
+                v, _ = simulate.search_min(trace, params.copy(series=False),
+                                           'downtime_limit_s', dl, top)
                 p['min_downtime_limit_s'] = v
             preds.append(p)
     return preds, info
@@ -287,4 +321,33 @@ def main(argv=None):
         report.print_report(args.log, log, res,
                             None if args.brief else 'all' if args.all_windows else 'some',
                             args.show_rounds)
+    sys.stdout.flush()
+    return write_files(args, log, res)
+
+
+def write_files(args, log, res):
+    """--plot-dir and --csv-dir; the paths written go to stderr."""
+    written = []
+    try:
+        if args.csv_dir:
+            from . import export
+            written += export.write_all(args.csv_dir, log, res)
+        if args.plot_dir:
+            try:
+                from . import plot
+            except ImportError as e:
+                print(f'bt-report: --plot-dir needs matplotlib (Debian\'s python3-matplotlib, '
+                      f'which make deps installs): {e}', file=sys.stderr)
+                return 1
+            trace_s = res['span_ms'] / 1000 if res.get('span_ms') else None
+            written += plot.write_all(args.plot_dir, log, res, args.log, args.plot_format,
+                                      trace_s)
+            if res.get('model') == 'rounds':
+                print('bt-report: --model rounds: no migration figure (it needs the simulator)',
+                      file=sys.stderr)
+    except OSError as e:
+        print(f'bt-report: cannot write {e.filename or ""}: {e.strerror or e}', file=sys.stderr)
+        return 1
+    for path in written:
+        print(f'bt-report: wrote {path}', file=sys.stderr)
     return 0

@@ -28,6 +28,10 @@ def fmt_bw(bytes_s):
 def json_doc(log, res):
     """The JSON document: res without its private keys, blocks as lists."""
     doc = {k: v for k, v in res.items() if not k.startswith('_')}
+    if doc.get('prediction'):
+        # the time series (--plot-dir, --csv-dir) is for the pictures and CSV only
+        doc['prediction'] = [{k: v for k, v in p.items() if k != 'series'}
+                             for p in doc['prediction']]
     doc['blocks'] = [{'name': b['name'], 'pages': b['pages'],
                       'map': [[a, n] for a, n in b['map']]} for b in log.blocks]
     return json.dumps(doc, indent=1)
