@@ -60,7 +60,8 @@ def window_rows(log):
     """windows.csv: the measured windows, as dicts of WINDOW_FIELDS."""
     rows = []
     for prev, it in zip(log.iters, log.iters[1:]):
-        rows.append({'n': it.n, 't_ms': it.t_ms, 'length_ms': it.t_ms - prev.t_ms,
+        # t-ms has three decimals in the log: so has the difference
+        rows.append({'n': it.n, 't_ms': it.t_ms, 'length_ms': round(it.t_ms - prev.t_ms, 3),
                      'dirty': it.dirty, 'unmapped': it.unmapped, 'zero': it.zero,
                      'sync_us': it.sync_us, 'harvest_us': it.harvest_us,
                      'zero_us': it.zero_us})
@@ -124,7 +125,7 @@ def _cell(v):
     if isinstance(v, bool):
         return 'true' if v else 'false'
     if isinstance(v, float):
-        return repr(v)
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
     return str(v)
 
 

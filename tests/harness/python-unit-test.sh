@@ -1,6 +1,7 @@
 #!/bin/bash
 # Run the unit tests of scripts/btrace (tests/python, unittest).
-# Exit 0 = pass, 1 = fail (also without python3-numpy, which make deps installs).
+# Exit 0 = pass, 1 = fail (also without python3-numpy or python3-matplotlib,
+# which make deps installs).
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -8,6 +9,10 @@ py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 if ! "$py" -c 'import numpy' 2>/dev/null; then
     echo "python-unit-test: FAIL: $py has no numpy (Debian's python3-numpy; make deps)"
+    exit 1
+fi
+if ! "$py" -c 'import matplotlib' 2>/dev/null; then
+    echo "python-unit-test: FAIL: $py has no matplotlib (Debian's python3-matplotlib; make deps)"
     exit 1
 fi
 cd "$top" || exit 1

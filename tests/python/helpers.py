@@ -35,3 +35,5 @@ def run(trace, **kw):
 
 def empty_windows(n, ms):
     return [((i + 1) * ms, [], []) for i in range(n)]
+
+L_DEFAULT = 1e9          # the link the tests pass to bt-report: --link-bandwidth 1000MB/s
