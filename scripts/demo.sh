@@ -6,7 +6,8 @@
 # HMP on a unix socket, both on this machine only.  Once the workload runs, it
 # starts a trace over QMP, waits for BITMAP_TRACE_COMPLETED on the same QMP
 # connection, prints HMP's "info bitmap_trace" and scripts/bt-report's summary
-# and pre-copy prediction, and quits QEMU.
+# and pre-copy prediction, and quits QEMU.  Then bt-report draws the trace and
+# the prediction (PNG and SVG) and writes their figures as CSV.
 #
 # Knobs (environment or make variables):
 #   DEMO_RAM=512          guest RAM, MiB
@@ -21,7 +22,10 @@
 #   DEMO_BOOT_TIMEOUT     seconds to wait for the workload (60 on KVM, 180 on TCG)
 #
 # Leaves in DEMO_DIR: dirty.log (the trace), console.log (guest serial
-# console), qemu.log (QEMU's stderr), qemu.cmdline, report.txt.
+# console), qemu.log (QEMU's stderr), qemu.cmdline, report.txt, the pictures
+# heatmap, working-set, dirty-per-window and migration (.png and .svg) and
+# the CSV files windows, working-set, predictions, rounds and migration
+# (bt-report --plot-dir, --csv-dir; scripts/btrace/plot.py and export.py).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,6 +54,8 @@ if [ "$wss" -lt 1 ] || [ "$wss" -gt $((ram - 128)) ]; then
     die "DEMO_WSS=$wss: must be 1..$((ram - 128)) MiB with DEMO_RAM=$ram (the guest kernel needs ~128 MiB)"
 fi
 [ -x "$qemu" ] || die "$qemu not built (run: make)"
+"$py" -c 'import numpy, matplotlib' 2>/dev/null ||
+    die "$py lacks numpy or matplotlib (Debian's python3-numpy, python3-matplotlib: make deps)"
 
 start_s=$(date +%s.%N)
 elapsed() { "$py" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" \
@@ -112,7 +118,12 @@ bash "$top/scripts/guest.sh"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 # Only what an earlier run left: DEMO_DIR may be a directory of the user's.
-rm -f "$out"/{dirty.log,console.log,qemu.log,qemu.cmdline,report.txt}
+plots=(heatmap working-set dirty-per-window migration)
+tables=(windows working-set predictions rounds migration)
+old=("$out"/{dirty.log,console.log,qemu.log,qemu.cmdline,report.txt})
+for f in "${plots[@]}"; do old+=("$out/$f.png" "$out/$f.svg"); done
+for f in "${tables[@]}"; do old+=("$out/$f.csv"); done
+rm -f "${old[@]}"
 rt=$(mktemp -d "${TMPDIR:-/tmp}/bt-demo.XXXXXX")
 qemu_pid=
 
@@ -209,10 +220,12 @@ hmp --wait-for-server 5 'info bitmap_trace' | sed 's/^/  /'
 
 echo
 # HMP has just shown the dirty pages of every iteration.
-report_args=(--brief)
+report_args=(--brief --plot-dir "$out" --csv-dir "$out")
 [ -z "$bandwidth" ] || report_args+=(--bandwidth "$bandwidth")
-"$py" "$top/scripts/bt-report" "${report_args[@]}" "$log" |
-    tee "$out/report.txt"
+"$py" "$top/scripts/bt-report" "${report_args[@]}" "$log" 2>"$rt/report.err" |
+    tee "$out/report.txt" || { cat "$rt/report.err" >&2; die "bt-report failed"; }
+echo
+say "pictures: ${plots[*]/%/.png} (and .svg); CSV: ${tables[*]/%/.csv}"
 
 # --- done --------------------------------------------------------------------
 
@@ -228,4 +241,4 @@ else
     wait "$qemu_pid" || say "warning: QEMU exited with status $?"
     qemu_pid=
 fi
-say "done in $(elapsed)s; left in $out: dirty.log console.log qemu.log report.txt"
+say "done in $(elapsed)s; left in $out: dirty.log console.log qemu.log report.txt, the pictures and CSV"

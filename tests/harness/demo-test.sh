@@ -5,7 +5,9 @@
 #   - every window lists dirty pages, and the workload's pages (its guest
 #     PFNs, printed on the console by bt-workload) all show up in the union
 #     of the windows, at about the rate the workload was asked for;
-#   - HMP's info bitmap_trace printed the results, and no QEMU is left.
+#   - HMP's info bitmap_trace printed the results, and no QEMU is left;
+#   - bt-report left its pictures (PNG and SVG) and CSV files, the CSV with
+#     a row per window.
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 
@@ -53,6 +55,20 @@ fi
 
 "$py" "$top/scripts/bt-report" --check --require-end "$out/dirty.log" ||
     fail "bt-report does not accept the log"
+
+# The pictures and CSV files of bt-report --plot-dir / --csv-dir.
+for name in heatmap working-set dirty-per-window migration; do
+    [ "$(head -c 8 "$out/$name.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
+        fail "$out/$name.png is missing or not a PNG file"
+    grep -q '<svg' "$out/$name.svg" 2>/dev/null || fail "$out/$name.svg is missing or not SVG"
+done
+for name in windows working-set predictions rounds migration; do
+    [ -s "$out/$name.csv" ] || fail "$out/$name.csv is missing or empty"
+done
+[ "$(head -n 1 "$out/windows.csv")" = n,t_ms,length_ms,dirty,unmapped,zero,sync_us,harvest_us,zero_us ] ||
+    fail "windows.csv: unexpected header: $(head -n 1 "$out/windows.csv")"
+[ "$(wc -l < "$out/windows.csv")" -eq $((iterations + 1)) ] ||
+    fail "windows.csv has $(wc -l < "$out/windows.csv") lines, expected a header and $iterations windows"
 
 grep -q 'bitmap-trace: completed' "$build/tests/demo-test.out" ||
     fail "HMP info bitmap_trace did not report a completed trace"
