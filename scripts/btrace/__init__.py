@@ -6,6 +6,11 @@
             working set, the old round model
   simulate  a replay simulator of QEMU 10.0 pre-copy
   report    the text report and the JSON document
+  plot      the figures (--plot-dir): heatmap, working set, dirty pages per
+            window, predicted migration; the only module that needs matplotlib
+  export    the CSV files (--csv-dir)
   cli       bt-report's command line
   synth     synthetic logs for tests and benchmarks
+
+scripts/btrace/README says where to start.
 """
