@@ -206,10 +206,12 @@ def _block_labels(ax, hm, ps, nrows):
             ax.axhline(r0, color='0.35', lw=0.8, ls='--')
             end = hm.segments[s - 1][1] + 1
             if end < first:
+                up = r0 < nrows / 2         # keep the note inside the axes
                 ax.annotate(f'hole 0x{end * ps:x}-0x{first * ps - 1:x} left out',
                             (0.005, r0), xycoords=('axes fraction', 'data'),
-                            xytext=(0, -2), textcoords='offset points',
-                            va='top', ha='left', fontsize=7, color='0.3')
+                            xytext=(0, 2 if up else -2), textcoords='offset points',
+                            va='bottom' if up else 'top', ha='left', fontsize=7,
+                            color='0.3')
         starts.append((r0, first))
         k = (first // step + 1) * step
         while k <= last:
@@ -258,7 +260,7 @@ def plot_heatmap(log, path, outdir, formats, hm=None):
     ax.set_xlim(t[0], t[-1] if len(t) > 1 else t[0] + 1)
     ax.set_ylim(0, nrows)
     ax.set_xlabel('time since the baseline sync, s')
-    ax.set_ylabel('guest-physical address (holes between blocks left out)')
+    ax.set_ylabel('guest-physical address (unmapped holes left out)')
     win = 'window' if hm.windows_per_col == 1 else f'{hm.windows_per_col} windows'
     fig.suptitle('Dirtied pages over time and guest-physical address', fontsize=13)
     note = (f'a cell: {win} x {hm.row_pages} pages ({_pages_text(hm.row_pages, ps)}); '
@@ -310,18 +312,23 @@ def plot_dirty(log, res, path, outdir, formats):
     unm = np.array([w['unmapped'] for w in wins], dtype=float)
     fig = Figure(figsize=(10, 5.5))
     ax = fig.add_subplot(1, 1, 1)
+    def steps(v):           # fill_between(step='post') wants the last value twice
+        return np.append(v, v[-1]) if len(v) else np.zeros(1)
     if log.has_zero:
         zero = np.array([w['zero'] for w in wins], dtype=float)
-        ax.stairs(dirty - zero, edges, fill=True, color='C0', alpha=0.85,
-                  label=f'dirtied, not zero (sent as {_pages_text(1, ps)} pages)')
-        ax.stairs(dirty, edges, baseline=dirty - zero, fill=True, color='C2', alpha=0.85,
-                  label='dirtied, all zero when scanned (sent as 9-byte records)')
+        ax.fill_between(edges, 0, steps(dirty - zero), step='post', color='C0', lw=0,
+                        label=f'dirtied, not zero (sent as {_pages_text(1, ps)} pages): '
+                              f'{int((dirty - zero).sum())}')
+        ax.fill_between(edges, steps(dirty - zero), steps(dirty), step='post', color='C2',
+                        lw=0, label='dirtied, all zero when scanned (sent as 9-byte '
+                                    f'records): {int(zero.sum())}')
     else:
-        ax.stairs(dirty, edges, fill=True, color='C0', alpha=0.85,
-                  label='dirtied (v1 log: no zero-page information)')
+        ax.fill_between(edges, 0, steps(dirty), step='post', color='C0', lw=0,
+                        label='dirtied (v1 log: no zero-page information)')
     ax.stairs(dirty, edges, color='k', lw=0.6)
     if unm.any():
-        ax.stairs(unm, edges, color='C3', lw=1.5, label='of them unmapped (no GPA)')
+        ax.stairs(unm, edges, color='C3', lw=1.5,
+                  label=f'of them unmapped (no GPA): {int(unm.sum())}')
     mean = res['dirty_mean']
     ax.axhline(mean, color='0.3', ls='--', lw=1, label=f'mean {mean:.0f} pages a window')
     ax.set_xlim(edges[0], edges[-1])
@@ -343,7 +350,8 @@ def plot_dirty(log, res, path, outdir, formats):
 def _pred_title(p):
     head = f'max-bandwidth {p["bandwidth"]}, downtime limit {p["downtime_limit_s"] * 1000:g} ms: '
     if p['converges']:
-        return (head + f'{p["rounds"]} rounds, total {fmt_s(p["total_s"])}, '
+        rounds = f'{p["rounds"]} round' + ('' if p['rounds'] == 1 else 's')
+        return (head + f'{rounds}, total {fmt_s(p["total_s"])}, '
                 f'downtime {fmt_s(p["downtime_s"])}')
     return head + f'does not converge ({p["rounds"]} rounds simulated)'
 
@@ -360,8 +368,14 @@ def plot_migration(log, res, path, outdir, formats, trace_s=None):
     for p in preds:
         ax = axes[bws.index(p['bandwidth'])][dls.index(p['downtime_limit_s'])]
         s = p['series']
-        t = np.array([x[0] for x in s])
-        b = np.array([x[1] for x in s]) / MIB
+        # the bitmap changes at a sync at once: a step, not a slope
+        pts = []
+        for x in s:
+            if x[2] in ('sync', 'final-sync') and pts:
+                pts.append((x[0], pts[-1][1]))
+            pts.append(x[:2])
+        t = np.array([x[0] for x in pts])
+        b = np.array([x[1] for x in pts]) / MIB
         ax.plot(t, b, color='C0', lw=1.2, label='pending (migration bitmap)')
         syncs = [(x[0], x[1] / MIB) for x in s if x[2] == 'sync']
         if syncs:
