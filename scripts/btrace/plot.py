@@ -257,8 +257,12 @@ def plot_heatmap(log, path, outdir, formats, hm=None):
     if cb is not None:
         cb.set_label(f'dirtied pages in the cell (at most {hm.row_pages * hm.windows_per_col})')
     _block_labels(ax, hm, ps, nrows)
-    ax.set_xlim(t[0], t[-1] if len(t) > 1 else t[0] + 1)
-    ax.set_ylim(0, nrows)
+    ax.set_xlim(t[0], t[-1] if len(t) > 1 and t[-1] > t[0] else t[0] + 1)
+    ax.set_ylim(0, max(nrows, 1))
+    if not (ncols and nrows):
+        ax.text(0.5, 0.5, 'nothing to draw: ' + ('no measured window' if not ncols
+                                                 else 'no block is mapped'),
+                transform=ax.transAxes, ha='center', va='center')
     ax.set_xlabel('time since the baseline sync, s')
     ax.set_ylabel('guest-physical address (unmapped holes left out)')
     win = 'window' if hm.windows_per_col == 1 else f'{hm.windows_per_col} windows'
@@ -330,7 +334,7 @@ def plot_dirty(log, res, path, outdir, formats):
         ax.stairs(unm, edges, color='C3', lw=1.5,
                   label=f'of them unmapped (no GPA): {int(unm.sum())}')
     mean = res['dirty_mean']
-    ax.axhline(mean, color='0.3', ls='--', lw=1, label=f'mean {mean:.0f} pages a window')
+    ax.axhline(mean, color='0.3', ls='--', lw=1, label=f'mean {mean:.{0 if mean >= 100 else 1}f} pages a window')
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, max(dirty.max() * 1.25 if len(dirty) else 1, 1))
     ax.set_xlabel('time since the baseline sync, s (each step is one window)')
@@ -424,7 +428,7 @@ def write_all(outdir, log, res, path, formats=('png', 'svg'), trace_s=None):
     """Draw every figure the log allows into outdir; return the paths written."""
     os.makedirs(outdir, exist_ok=True)
     out = plot_heatmap(log, path, outdir, formats)
-    if res.get('windows') and res.get('working_set'):
+    if res.get('windows') and res.get('working_set') and res.get('span_ms', 0) > 0:
         out += plot_working_set(log, res, path, outdir, formats)
         out += plot_dirty(log, res, path, outdir, formats)
     out += plot_migration(log, res, path, outdir, formats, trace_s)
