@@ -59,6 +59,16 @@ class Binning(unittest.TestCase):
         hm = plot.heatmap_bins(self.log, max_rows=5, max_cols=3)
         self.assertEqual((hm.windows_per_col, hm.counts.shape), (2, (2, 5)))
 
+    def test_adjacent_blocks(self):
+        # Block a at PFN 0-5 and block b right after it, at PFN 6-9; 4 pages
+        # a row: a is rows 0 (PFN 0-3) and 1 (4-5, a short row), b is row 2
+        # (6-9).  One window writes PFN 5-6: one page in row 1, one in row 2.
+        log = parse.parse_text(synth.make_log([('a', 6, [(0, 6)]), ('b', 4, [(6, 4)])],
+                                              [(100, [5, 6], [])]))
+        hm = plot.heatmap_bins(log, row_pages=4)
+        self.assertEqual(hm.counts.tolist(), [[0, 1, 1]])
+        self.assertEqual(hm.seg_row.tolist(), [0, 2, 3])
+
     def test_one_page_in_a_big_log(self):
         # 4096 pages in two segments of 2048 with a hole between them, at
         # PFN 0 and 0x100000; 10 windows, one page written, PFN 0x100000 +
