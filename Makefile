@@ -4,6 +4,7 @@
 #   make           fetch QEMU, lay the series on it, build build/qemu-system-x86_64
 #   make check     run every test; ends with "N passed, N failed, N skipped"
 #   make demo      profile a real Linux guest with bitmap-trace
+#   make validate  bt-report's predictions against real migrations (QUICK=1: 4 small cases)
 #
 # Each step is a stamp under build/; a re-run does only what changed.
 #   QEMU_SRC=/path/to/qemu-10.0.x        use a tree of your own (copied)
@@ -72,6 +73,11 @@ check: all
 demo: all
 	bash scripts/demo.sh
 
+# A benchmark, not a test: about 15 minutes on 2 cores (QUICK=1: about 1).
+# VALIDATE_ARGS="--cases seq" picks cases; QEMU=... runs another binary.
+validate: $(if $(QEMU),,all)
+	/usr/bin/python3 scripts/validate.py $(if $(QUICK),--quick) $(VALIDATE_ARGS)
+
 clean:
 	rm -rf $(OBJ) $(BUILD)/qemu $(BUILD)/.stamp-assemble $(BUILD)/.stamp-configure
 
@@ -79,4 +85,4 @@ distclean:
 	rm -rf $(BUILD)
 
 FORCE:
-.PHONY: all deps check demo qtest clean distclean FORCE
+.PHONY: all deps check demo validate qtest clean distclean FORCE

@@ -33,8 +33,10 @@ the round in flight counts).
 
   validate.py [--quick] [--cases REGEX] [--list] [--out DIR]
 
-Environment: QEMU (default BUILD/qemu-system-x86_64), BUILD (default
-build/ of this tree).
+Environment: QEMU (default BUILD/qemu-system-x86_64; a private copy of it
+runs), BUILD (default build/ of this tree), BT_REPORT (default
+scripts/bt-report of this tree).  A v2 log (with zero-page data) is
+down-converted to v1 for a bt-report that reads only v1.
 """
 
 import argparse
@@ -59,7 +61,7 @@ sys.path.insert(0, HERE)
 import qmp as qmplib  # noqa: E402
 
 MIB = 1024 * 1024
-PY = sys.executable or '/usr/bin/python3'
+PY = '/usr/bin/python3' if os.access('/usr/bin/python3', os.X_OK) else sys.executable
 
 # --------------------------------------------------------------------------
 # The grid
@@ -152,14 +154,20 @@ signal.signal(signal.SIGHUP, _on_signal)
 
 
 class Qemu:
-    def __init__(self, name, cmd, rundir, outdir):
+    def __init__(self, name, cmd, rundir, outdir, trace_events=()):
         self.name = name
         self.cmd = cmd
         self.sock = os.path.join(rundir, f'{name}.qmp')
         self.console = os.path.join(outdir, f'console-{name}.log')
         self.log = os.path.join(outdir, f'qemu-{name}.log')
+        self.trace_log = os.path.join(outdir, f'trace-{name}.log')
         self.full = cmd + ['-qmp', f'unix:{self.sock},server=on,wait=off',
                            '-serial', f'file:{self.console}']
+        if trace_events:
+            # QEMU's "log" trace backend, with wall-clock timestamps
+            for ev in trace_events:
+                self.full += ['-trace', ev]
+            self.full += ['-D', self.trace_log, '-msg', 'timestamp=on']
         with open(os.path.join(outdir, f'qemu-{name}.cmdline'), 'w') as f:
             f.write(' '.join(self.full) + '\n')
         self.proc = None
@@ -320,8 +328,10 @@ def nonzero_mib(case):
 
 
 def trace_iterations(case, period_ms, quick):
-    bulk_s = nonzero_mib(case) / case['bandwidth_mib_s']
-    want_s = 4 if quick else min(max(10, 3 * bulk_s), 30)
+    # bt-report's round 0 sends all of RAM at the bandwidth: cover that
+    # (and the real migration's bulk round, shorter: zero pages are cheap).
+    bulk_s = case['ram_mib'] / case['bandwidth_mib_s']
+    want_s = 4 if quick else min(max(10, 1.2 * bulk_s), 30)
     return int(math.ceil(want_s * 1000 / period_ms))
 
 
@@ -333,17 +343,72 @@ def migration_cap_s(case, prediction, quick):
     return min(max(cap, 15), 40 if quick else 90)
 
 
-def run_report(log, case):
-    cmd = [PY, os.path.join(TOP, 'scripts/bt-report'), log, '--json',
-           '--bandwidth', f"{case['bandwidth_mib_s']}MiB/s",
-           '--downtime-limit', str(case['downtime_ms'])]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+def log_v2_to_v1(src, dst):
+    """Log format v2 is v1 plus zero-page fields and lines: drop them, for
+    a bt-report that reads only v1."""
+    with open(src) as f, open(dst, 'w') as g:
+        for i, line in enumerate(f):
+            if i == 0:
+                line = 'bitmap-trace v1\n'
+            elif line.startswith(('zero ', 'unmapped-zero ')):
+                continue
+            elif line.startswith('iter '):
+                line = ' '.join(w for w in line.split()
+                                if not w.startswith(('zero=', 'zero-us='))) + '\n'
+            g.write(line)
+
+
+def run_report(log, case, bt_report):
+    """bt-report's prediction for @case; returns (json, how it was run)."""
+    def run(path):
+        cmd = [PY, bt_report, path, '--json',
+               '--bandwidth', f"{case['bandwidth_mib_s']}MiB/s",
+               '--downtime-limit', str(case['downtime_ms'])]
+        return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    cmd, r = run(log)
+    how = {'command': cmd}
+    if r.returncode != 0 and "unsupported format 'v2'" in r.stderr:
+        v1 = log + '.v1'
+        log_v2_to_v1(log, v1)
+        cmd, r = run(v1)
+        how = {'command': cmd, 'converted': 'v2 log down-converted to v1 '
+               '(zero-page data dropped): this bt-report reads only v1'}
     if r.returncode != 0:
         raise RuntimeError(f'bt-report failed ({r.returncode}): {r.stderr.strip()[-500:]}')
-    return json.loads(r.stdout)
+    return json.loads(r.stdout), how
 
 
 TERMINAL = ('completed', 'failed', 'cancelled')
+SRC_TRACE_EVENTS = ('migration_bitmap_sync_end', 'migrate_pending_exact',
+                    'migration_completion_vm_stop')
+TRACE_LINE = re.compile(r'^\d+@(\d+\.\d+):(\w+) ?(.*)$')
+
+
+def real_rounds(trace_log, t0_wall):
+    """The source's bitmap syncs during the migration, from QEMU's trace
+    log: [{t_s, dirty_pages}], times from the migrate command.  Round k
+    runs from sync k to sync k+1; the last sync is ram_save_complete's."""
+    syncs, exact, stop = [], [], None
+    try:
+        lines = open(trace_log, errors='replace').read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        m = TRACE_LINE.match(line)
+        if not m:
+            continue
+        t = round(float(m.group(1)) - t0_wall, 4)
+        if m.group(2) == 'migration_bitmap_sync_end':
+            syncs.append({'t_s': t, 'dirty_pages': int(m.group(3).split()[-1])})
+        elif m.group(2) == 'migrate_pending_exact':
+            exact.append({'t_s': t, 'pending_bytes': int(m.group(3).split()[3])})
+        elif m.group(2) == 'migration_completion_vm_stop':
+            stop = t
+    rounds = [{'start_s': a['t_s'], 'length_s': round(b['t_s'] - a['t_s'], 4),
+               'dirtied_pages': b['dirty_pages']}
+              for a, b in zip(syncs, syncs[1:])]
+    return {'syncs': syncs, 'pending_exact': exact, 'vm_stop_s': stop,
+            'rounds': rounds}
 
 
 def migrate(case, src, dst, cap_s, say):
@@ -366,6 +431,7 @@ def migrate(case, src, dst, cap_s, say):
         raise RuntimeError(f'destination reports no listening port: {info}')
     rec['port'] = port
     t0 = time.monotonic()
+    rec['t0_wall'] = time.time()
     src.cmd_('migrate', {'uri': f'tcp:127.0.0.1:{port}'})
     timeline = []
     events = []
@@ -411,6 +477,7 @@ def migrate(case, src, dst, cap_s, say):
     rec['query_migrate'] = final
     rec['timeline'] = timeline
     rec['events'] = [e for e in events if e.get('event') == 'MIGRATION']
+    rec['sync_trace'] = real_rounds(src.trace_log, rec['t0_wall'])
     ram = final.get('ram', {})
     syncs = ram.get('dirty-sync-count')
     if rec['status'] == 'completed':
@@ -460,7 +527,7 @@ def run_case(case, args, rundir, say):
     res = {'case': case, 'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
     crun = tempfile.mkdtemp(prefix=case['name'][:20] + '.', dir=rundir)
     cmd = guest_cmd(case, args.qemu, args.build, outdir)
-    src = Qemu('src', cmd, crun, outdir)
+    src = Qemu('src', cmd, crun, outdir, SRC_TRACE_EVENTS)
     dst = Qemu('dst', cmd + ['-incoming', 'defer'], crun, outdir)
     try:
         t = time.monotonic()
@@ -490,14 +557,14 @@ def run_case(case, args, rundir, say):
         # prediction (the destination starts meanwhile)
         dst.start()
         t = time.monotonic()
-        rep = run_report(log, case)
+        rep, res['report_run'] = run_report(log, case, args.bt_report)
         res['report_s'] = round(time.monotonic() - t, 2)
         pred = rep['prediction'][0] if rep.get('prediction') else None
         res['prediction'] = pred
         res['trace_summary'] = {k: rep.get(k) for k in (
             'ram_pages', 'baseline_pages', 'distinct_pages', 'dirty_min',
             'dirty_mean', 'dirty_max', 'span_ms', 'window_ms', 'dirty_rate_mib_s')}
-        res['trace_summary']['accelerator'] = rep.get('meta', {}).get('accelerator')
+        res['trace_summary']['accel'] = rep.get('meta', {}).get('accel')
         if pred:
             say('predicted: ' + (
                 f"converges in {pred.get('rounds')} rounds, total "
@@ -521,6 +588,7 @@ def run_case(case, args, rundir, say):
             if s['converged'] else
             f" (not converged in {cap:.0f} s; dirty-sync-count {s['dirty_sync_count']})"))
         res['comparison'] = compare(pred, s)
+        res['comparison']['per_round'] = per_round(pred, real)
     except Exception as e:  # noqa: BLE001 - one case's failure is recorded
         res['error'] = f'{type(e).__name__}: {e}'
         say(f'error: {res["error"]}')
@@ -548,8 +616,12 @@ def compare(pred, real):
     if pred and pred.get('rounds') is not None and real.get('rounds') is not None:
         c['rounds_pred'] = pred['rounds']
         c['rounds_real'] = real['rounds']
-        c['rounds_err'] = pred['rounds'] - real['rounds']
     if c['predicted_converges'] and c['real_converged']:
+        # A non-converging prediction stops counting at --max-rounds or at
+        # the first round no shorter than the one before; a cancelled
+        # migration at the cap: neither count means anything to compare.
+        if 'rounds_pred' in c:
+            c['rounds_err'] = c['rounds_pred'] - c['rounds_real']
         tp = pred['total_s'] * 1000
         dp = pred['downtime_s'] * 1000
         c['total_ms_pred'] = tp
@@ -563,6 +635,34 @@ def compare(pred, real):
         c['bytes_real'] = real['ram_transferred']
         c['bytes_err_pct'] = pct(pred.get('sent_bytes'), real['ram_transferred'])
     return c
+
+
+def per_round(pred, real):
+    """Round by round: the prediction's round lengths (round_s) and any
+    other per-round list it has, next to the real rounds from the sync
+    trace (the interval from the last pre-copy sync to the final one is the
+    switchover, not a round)."""
+    st = real.get('sync_trace') or {}
+    rr = st.get('rounds') or []
+    n_real = real['summary'].get('rounds')
+    if n_real is not None:
+        rr = rr[:max(n_real, 0)]
+    pred = pred or {}
+    extra = {k: v for k, v in pred.items()
+             if isinstance(v, list) and k != 'round_s'}
+    out = []
+    for k in range(max(len(pred.get('round_s') or []), len(rr))):
+        row = {'round': k}
+        if k < len(pred.get('round_s') or []):
+            row['pred_s'] = pred['round_s'][k]
+        if k < len(rr):
+            row['real_s'] = rr[k]['length_s']
+            row['real_dirtied_pages'] = rr[k]['dirtied_pages']
+        for key, v in extra.items():
+            if k < len(v):
+                row['pred_' + key] = v[k]
+        out.append(row)
+    return out
 
 
 def p90(xs):
@@ -658,6 +758,7 @@ def main():
     args.build = os.path.abspath(os.environ.get('BUILD') or os.path.join(TOP, 'build'))
     args.qemu = os.environ.get('QEMU') or os.path.join(args.build, 'qemu-system-x86_64')
     args.out = os.path.abspath(args.out or os.path.join(args.build, 'validate'))
+    args.bt_report = os.environ.get('BT_REPORT') or os.path.join(TOP, 'scripts/bt-report')
 
     cases = grid(args.quick)
     if args.cases:
@@ -680,6 +781,11 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     rundir = tempfile.mkdtemp(prefix='bt-validate.')
     atexit.register(shutil.rmtree, rundir, True)
+    # Run a private copy: a rebuild of QEMU during the run must not give the
+    # destination another binary than the source.
+    qemu_copy = os.path.join(rundir, 'qemu-system-x86_64')
+    shutil.copy2(os.path.realpath(args.qemu), qemu_copy)
+    qemu_orig, args.qemu = args.qemu, qemu_copy
     kvm_why = kvm_unusable_reason()
 
     t_all = time.monotonic()
@@ -689,9 +795,9 @@ def main():
     def save(done):
         summary = summarise(results)
         doc = {'version': 1, 'complete': done, 'quick': args.quick,
-               'qemu': args.qemu, 'host': {'cpus': os.cpu_count(),
+               'qemu': qemu_orig, 'host': {'cpus': os.cpu_count(),
                                            'kvm_unusable': kvm_why},
-               'bt_report': os.path.join(TOP, 'scripts/bt-report'),
+               'bt_report': args.bt_report,
                'rounds_mapping': 'real rounds = dirty-sync-count - 2 (completed: '
                                  'setup sync in ram_init_bitmaps + one '
                                  'ram_state_pending_exact sync per round + the '
@@ -705,7 +811,7 @@ def main():
         os.replace(tmp, out_json)
         return summary
 
-    print(f'validate: {len(cases)} cases; QEMU {args.qemu}; results in {args.out}',
+    print(f'validate: {len(cases)} cases; QEMU {qemu_orig}; results in {args.out}',
           flush=True)
     for i, case in enumerate(cases, 1):
         def say(msg, _n=case['name']):
