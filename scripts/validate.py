@@ -27,9 +27,22 @@ every migration_bitmap_sync(): one in ram_init_bitmaps() at setup (before
 round 0), one in ram_state_pending_exact() each time the pending estimate
 drops below the threshold (each ends a round: either another round starts
 or the migration completes), and one in ram_save_complete() with the VM
-stopped.  So  real rounds = dirty-sync-count - 2  for a completed
-migration, and dirty-sync-count - 1 for a cancelled one (no final sync;
-the round in flight counts).
+stopped (migration_iteration_run() in migration.c completes only after an
+exact sync, so the last pre-copy round always ends with one).  So
+
+  real rounds = dirty-sync-count - 2   for a completed migration
+  real rounds = dirty-sync-count - 1   for one cancelled at the cap (no
+                                       final sync; rounds ended by a sync)
+
+(Edge case: with a threshold of 0, before QEMU's first bandwidth
+measurement, an empty bitmap completes without the exact sync; then this
+under-counts by one.)  QEMU's rounds are not whole passes over RAM: the
+exact sync comes whenever the pages left drop below bandwidth x
+downtime-limit, so near the boundary a real migration syncs often, a few
+pages apart.  The source also logs each sync with QEMU's trace events
+(migration_bitmap_sync_end, migrate_pending_exact), so results.json has the
+real length of every round and the pages it dirtied, next to the
+prediction's per-round lists (round_s, and any other list bt-report adds).
 
   validate.py [--quick] [--cases REGEX] [--list] [--out DIR]
 
@@ -800,9 +813,9 @@ def main():
                'bt_report': args.bt_report,
                'rounds_mapping': 'real rounds = dirty-sync-count - 2 (completed: '
                                  'setup sync in ram_init_bitmaps + one '
-                                 'ram_state_pending_exact sync per round + the '
-                                 'final sync in ram_save_complete); '
-                                 'dirty-sync-count - 1 when cancelled',
+                                 'ram_state_pending_exact sync ending each round + '
+                                 'the final sync in ram_save_complete); '
+                                 'dirty-sync-count - 1 when cancelled at the cap',
                'wall_s': round(time.monotonic() - t_all, 1),
                'summary': summary, 'cases': results}
         tmp = out_json + '.tmp'
