@@ -115,6 +115,11 @@ def grid(quick):
         linux_case('random', 128, 64, 128, 300, fill=256),
         linux_case('hotcold', 256, 64, 128, 300, fill=256),
         linux_case('phases', 128, 64, 128, 300, fill=256),
+        # dirty rate close to the bandwidth: many rounds, or none enough
+        linux_case('seq', 64, 96, 128, 100),
+        linux_case('random', 128, 96, 128, 100),
+        linux_case('hotcold', 256, 128, 128, 300),
+        linux_case('phases', 256, 96, 128, 300),
         # cannot converge
         linux_case('seq', 128, 128, 128, 300),
         linux_case('random', 256, 128, 64, 100),
