@@ -595,6 +595,11 @@ def run_case(case, args, rundir, say):
         say(f"migrating at max-bandwidth {case['bandwidth_mib_s']} MiB/s, "
             f"downtime-limit {case['downtime_ms']} ms (cap {cap:.0f} s)")
         real = migrate(case, src, dst, cap, say)
+        res['real'] = real
+        if real['status'] not in ('completed', 'cancelled'):
+            raise RuntimeError(
+                f"migration {real['status']}: "
+                f"{real['query_migrate'].get('error-desc', '')}; destination: {dst.tail(3)}")
         if real['status'] == 'completed':
             real['destination'] = check_destination(case, dst, say)
         res['real'] = real
