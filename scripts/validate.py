@@ -777,7 +777,13 @@ def main():
     ap.add_argument('--cases', help='only the cases whose name matches this regex')
     ap.add_argument('--list', action='store_true', help='list the cases and exit')
     ap.add_argument('--out', help='results directory (default BUILD/validate)')
+    ap.add_argument('--show', metavar='JSON',
+                    help='only print the table of an earlier results.json')
     args = ap.parse_args()
+    if args.show:
+        doc = json.load(open(args.show))
+        print(table(doc['cases'], summarise(doc['cases'])))
+        return 0
     args.build = os.path.abspath(os.environ.get('BUILD') or os.path.join(TOP, 'build'))
     args.qemu = os.environ.get('QEMU') or os.path.join(args.build, 'qemu-system-x86_64')
     args.out = os.path.abspath(args.out or os.path.join(args.build, 'validate'))
