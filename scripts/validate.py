@@ -358,7 +358,7 @@ def migration_cap_s(case, prediction, quick):
     cap = 3 * bulk_s + 10
     if prediction and prediction.get('converges') and prediction.get('total_s'):
         cap = max(cap, 2 * prediction['total_s'] + 10)
-    return min(max(cap, 15), 40 if quick else 90)
+    return min(max(cap, 15), 20 if quick else 90)
 
 
 def log_v2_to_v1(src, dst):
