@@ -645,15 +645,19 @@ def compare(pred, real):
         # migration at the cap: neither count means anything to compare.
         if 'rounds_pred' in c:
             c['rounds_err'] = c['rounds_pred'] - c['rounds_real']
-        tp = pred['total_s'] * 1000
-        dp = pred['downtime_s'] * 1000
-        c['total_ms_pred'] = tp
-        c['total_ms_real'] = real['total_ms']
-        c['total_err_pct'] = pct(tp, real['total_ms'])
-        c['downtime_ms_pred'] = dp
-        c['downtime_ms_real'] = real['downtime_ms']
-        c['downtime_err_ms'] = dp - real['downtime_ms'] if real['downtime_ms'] is not None else None
-        c['downtime_err_pct'] = pct(dp, real['downtime_ms'])
+        # Tolerate a prediction without some of the fields.
+        tp = pred.get('total_s')
+        dp = pred.get('downtime_s')
+        if tp is not None:
+            c['total_ms_pred'] = tp * 1000
+            c['total_ms_real'] = real['total_ms']
+            c['total_err_pct'] = pct(tp * 1000, real['total_ms'])
+        if dp is not None:
+            c['downtime_ms_pred'] = dp * 1000
+            c['downtime_ms_real'] = real['downtime_ms']
+            if real['downtime_ms'] is not None:
+                c['downtime_err_ms'] = dp * 1000 - real['downtime_ms']
+            c['downtime_err_pct'] = pct(dp * 1000, real['downtime_ms'])
         c['bytes_pred'] = pred.get('sent_bytes')
         c['bytes_real'] = real['ram_transferred']
         c['bytes_err_pct'] = pct(pred.get('sent_bytes'), real['ram_transferred'])
