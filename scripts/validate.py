@@ -772,6 +772,38 @@ def table(results, summary):
 # --------------------------------------------------------------------------
 
 
+def rescore(args):
+    """Predict again from the traces of an earlier run, and compare."""
+    doc = json.load(open(args.rescore))
+    base = os.path.dirname(os.path.abspath(args.rescore))
+    for r in doc['cases']:
+        if 'real' not in r or 'trace' not in r:
+            continue
+        log = r['trace']['arguments']['filename']
+        if not os.path.exists(log):   # the results directory was moved
+            log = os.path.join(base, r['case']['name'], 'dirty.log')
+        try:
+            rep, r['report_run'] = run_report(log, r['case'], args.bt_report)
+        except (RuntimeError, OSError, ValueError) as e:
+            r['error'] = f'rescore: {e}'
+            r.pop('comparison', None)
+            continue
+        r.pop('error', None)
+        pred = rep['prediction'][0] if rep.get('prediction') else None
+        r['prediction'] = pred
+        r['comparison'] = compare(pred, r['real']['summary'])
+        r['comparison']['per_round'] = per_round(pred, r['real'])
+    doc['bt_report'] = args.bt_report
+    doc['rescored_from'] = os.path.abspath(args.rescore)
+    doc['summary'] = summarise(doc['cases'])
+    out = os.path.join(base, 'results-rescored.json')
+    with open(out, 'w') as f:
+        json.dump(doc, f, indent=1)
+    print(table(doc['cases'], doc['summary']))
+    print(f'\nvalidate: rescored with {args.bt_report}; JSON: {out}')
+    return 1 if doc['summary']['errors'] else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -781,6 +813,10 @@ def main():
     ap.add_argument('--cases', help='only the cases whose name matches this regex')
     ap.add_argument('--list', action='store_true', help='list the cases and exit')
     ap.add_argument('--out', help='results directory (default BUILD/validate)')
+    ap.add_argument('--rescore', metavar='JSON',
+                    help='no new run: predict again (BT_REPORT) from the logs of an '
+                    'earlier results.json and compare with its real migrations; '
+                    'writes results-rescored.json beside it')
     ap.add_argument('--show', metavar='JSON',
                     help='only print the table of an earlier results.json')
     args = ap.parse_args()
@@ -788,10 +824,12 @@ def main():
         doc = json.load(open(args.show))
         print(table(doc['cases'], summarise(doc['cases'])))
         return 0
+    args.bt_report = os.environ.get('BT_REPORT') or os.path.join(TOP, 'scripts/bt-report')
+    if args.rescore:
+        return rescore(args)
     args.build = os.path.abspath(os.environ.get('BUILD') or os.path.join(TOP, 'build'))
     args.qemu = os.environ.get('QEMU') or os.path.join(args.build, 'qemu-system-x86_64')
     args.out = os.path.abspath(args.out or os.path.join(args.build, 'validate'))
-    args.bt_report = os.environ.get('BT_REPORT') or os.path.join(TOP, 'scripts/bt-report')
 
     cases = grid(args.quick)
     if args.cases:
