@@ -48,7 +48,8 @@ prediction's per-round lists (round_s, and any other list bt-report adds).
 
 Environment: QEMU (default BUILD/qemu-system-x86_64; a private copy of it
 runs), BUILD (default build/ of this tree), BT_REPORT (default
-scripts/bt-report of this tree).  A v2 log (with zero-page data) is
+scripts/bt-report of this tree), BT_REPORT_ARGS (more bt-report options,
+e.g. "--link-bandwidth 2GiB/s" for a simulator that has it).  A v2 log (with zero-page data) is
 down-converted to v1 for a bt-report that reads only v1.
 """
 
@@ -59,6 +60,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -382,6 +384,7 @@ def run_report(log, case, bt_report):
         cmd = [PY, bt_report, path, '--json',
                '--bandwidth', f"{case['bandwidth_mib_s']}MiB/s",
                '--downtime-limit', str(case['downtime_ms'])]
+        cmd += shlex.split(os.environ.get('BT_REPORT_ARGS', ''))
         return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     cmd, r = run(log)
     how = {'command': cmd}
