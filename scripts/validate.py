@@ -629,6 +629,15 @@ def run_case(case, args, rundir, say):
 # Comparison
 
 
+# (prediction field, real summary field, comparison key): compared when the
+# prediction has the field
+EXTRA_FIELDS = [('dirty_sync_count', 'dirty_sync_count', 'syncs'),
+                ('precopy_bytes', 'precopy_bytes', 'precopy_bytes'),
+                ('downtime_bytes', 'downtime_bytes', 'downtime_bytes'),
+                ('normal_pages', 'ram_normal_pages', 'normal_pages'),
+                ('zero_pages', 'ram_duplicate_pages', 'zero_pages')]
+
+
 def pct(pred, real):
     if pred is None or real is None or real == 0:
         return None
@@ -661,6 +670,12 @@ def compare(pred, real):
             if real['downtime_ms'] is not None:
                 c['downtime_err_ms'] = dp * 1000 - real['downtime_ms']
             c['downtime_err_pct'] = pct(dp * 1000, real['downtime_ms'])
+        # Fields a simulator may add, next to what query-migrate says
+        for pk, rk, ck in EXTRA_FIELDS:
+            if pred.get(pk) is not None and real.get(rk) is not None:
+                c[ck + '_pred'] = pred[pk]
+                c[ck + '_real'] = real[rk]
+                c[ck + '_err_pct'] = pct(pred[pk], real[rk])
         c['bytes_pred'] = pred.get('sent_bytes')
         c['bytes_real'] = real['ram_transferred']
         c['bytes_err_pct'] = pct(pred.get('sent_bytes'), real['ram_transferred'])
@@ -708,7 +723,14 @@ QUANTITIES = [('total_err_pct', 'total time', '%'),
               ('downtime_err_ms', 'downtime', 'ms'),
               ('downtime_err_pct', 'downtime', '%'),
               ('rounds_err', 'rounds', ''),
-              ('bytes_err_pct', 'bytes sent', '%')]
+              ('bytes_err_pct', 'bytes sent', '%'),
+              # only when the prediction has these fields
+              ('syncs_err_pct', 'dirty-sync-count', '%'),
+              ('precopy_bytes_err_pct', 'precopy bytes', '%'),
+              ('downtime_bytes_err_pct', 'downtime bytes', '%'),
+              ('normal_pages_err_pct', 'normal pages', '%'),
+              ('zero_pages_err_pct', 'zero pages', '%')]
+CORE = 5
 
 
 def summarise(results):
@@ -761,9 +783,11 @@ def table(results, summary):
                      f"{fmt(c.get('downtime_err_ms')):>7} {rnd:>7} {by:>13} "
                      f"{fmt(c.get('bytes_err_pct')):>6}")
     lines.append('')
-    for key, what, unit in QUANTITIES:
+    for i, (key, what, unit) in enumerate(QUANTITIES):
         q = summary[key]
-        lines.append(f"|error| of {what + (' (' + unit + ')' if unit else ''):18}: "
+        if i >= CORE and not q['n']:
+            continue
+        lines.append(f"|error| of {what + (' (' + unit + ')' if unit else ''):22}: "
                      f"median {fmt(q['median_abs'], '{:.1f}')}, "
                      f"p90 {fmt(q['p90_abs'], '{:.1f}')} (n={q['n']})")
     lines.append(f"verdict (converges or not) agrees in {summary['verdict_agree']} of "
