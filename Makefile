@@ -4,6 +4,7 @@
 #   make           fetch QEMU, lay the series on it, build build/qemu-system-x86_64
 #   make check     run every test; ends with "N passed, N failed, N skipped"
 #   make demo      profile a real Linux guest with bitmap-trace
+#   make validate  bt-report's predictions against real migrations (QUICK=1: 4 small cases)
 #   make series    the series as git format-patch output against pristine QEMU
 #   make series-check  every commit of it builds, passes its tests, checkpatch
 #   make docs      build QEMU's manual (the rst page, the QAPI docs) with -W
@@ -75,6 +76,11 @@ check: all
 demo: all
 	bash scripts/demo.sh
 
+# A benchmark, not a test: about 15 minutes on 2 cores (QUICK=1: about 1).
+# VALIDATE_ARGS="--cases seq" picks cases; QEMU=... runs another binary.
+validate: $(if $(QEMU),,all)
+	/usr/bin/python3 scripts/validate.py $(if $(QUICK),--quick) $(VALIDATE_ARGS)
+
 series: $(BUILD)/.stamp-fetch
 	bash scripts/series.sh
 
@@ -92,4 +98,4 @@ distclean:
 	rm -rf $(BUILD)
 
 FORCE:
-.PHONY: all deps check demo qtest series series-check docs clean distclean FORCE
+.PHONY: all deps check demo validate qtest series series-check docs clean distclean FORCE

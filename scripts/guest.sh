@@ -5,6 +5,7 @@
 #   initramfs.cpio.gz    busybox + bt-workload (scripts/guest/), /init runs the
 #                        workload with the parameters given on the kernel command
 #                        line:  bt.wss=<MiB> bt.rate=<MiB/s, 0 = unlimited>
+#                        bt.mode=seq|random|hotcold|phases bt.fill=<MiB> (see init)
 #   kernel-version       which package the kernel came from
 #
 # The kernel package is fetched with apt-get download through a private apt

@@ -1,0 +1,121 @@
+#!/bin/bash
+# Run `make validate QUICK=1` (scripts/validate.py --quick) end to end and
+# check the machinery, not the accuracy: results.json is complete, every
+# case has both bt-report's prediction and a real migration (or is skipped
+# with a reason, e.g. the KVM case without a usable /dev/kvm), a migration
+# that completed has its times and byte counts and left the guest running
+# on the destination, one that did not was cancelled at its time cap, and no
+# QEMU is left running.
+# Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BUILD:-$top/build}
+qemu=${QEMU:-$build/qemu-system-x86_64}
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+out=$build/tests/validate-test
+
+[ -x "$qemu" ] || { echo "SKIP: $qemu not built"; exit 77; }
+
+if ! guest_out=$(BUILD=$build bash "$top/scripts/guest.sh" 2>&1); then
+    echo "$guest_out"
+    if [ ! -s "$build/guest/vmlinuz" ]; then
+        echo "SKIP: the demo guest cannot be prepared (is the Debian archive reachable?)"
+        exit 77
+    fi
+    echo "FAIL: scripts/guest.sh failed"
+    exit 1
+fi
+
+rm -rf "$out"
+mkdir -p "$out"
+start=$SECONDS
+set +e
+# Through the Makefile target; QEMU= keeps make from building.
+BUILD=$build timeout 300 make -s -C "$top" validate QUICK=1 QEMU="$qemu" \
+    VALIDATE_ARGS="--out $out" > "$out.out" 2>&1
+rc=$?
+set -e
+cat "$out.out"
+echo "validate-test: make validate QUICK=1 took $((SECONDS - start)) s and exited with $rc"
+
+fail() { echo "FAIL: $*"; exit 1; }
+[ "$rc" -eq 0 ] || fail "make validate QUICK=1 failed"
+
+if pgrep -f -- "file:$out/" >/dev/null; then
+    fail "a QEMU of the run is still running: $(pgrep -af -- "file:$out/")"
+fi
+
+"$py" - "$out/results.json" <<'EOF'
+import json
+import sys
+
+doc = json.load(open(sys.argv[1]))
+problems = []
+if not doc.get('complete'):
+    problems.append('results.json is not marked complete')
+cases = doc.get('cases', [])
+if len(cases) < 3:
+    problems.append(f'{len(cases)} cases, expected at least 3')
+ran = 0
+for r in cases:
+    name = r.get('case', {}).get('name', '?')
+    if 'skipped' in r:
+        if not r['skipped']:
+            problems.append(f'{name}: skipped without a reason')
+        print(f'validate-test: {name}: skipped: {r["skipped"]}')
+        continue
+    if 'error' in r:
+        problems.append(f'{name}: {r["error"]}')
+        continue
+    ran += 1
+    pred = r.get('prediction')
+    real = r.get('real', {})
+    s = real.get('summary', {})
+    if not pred or 'converges' not in pred or 'rounds' not in pred:
+        problems.append(f'{name}: no prediction from bt-report')
+    elif pred['converges'] and not all(isinstance(pred.get(k), (int, float))
+                                       for k in ('total_s', 'downtime_s', 'sent_bytes')):
+        problems.append(f'{name}: converging prediction without times/bytes: {pred}')
+    if r.get('trace', {}).get('event', {}).get('status') != 'completed':
+        problems.append(f'{name}: the trace did not complete')
+    if not real:
+        problems.append(f'{name}: no real migration')
+        continue
+    if s.get('converged'):
+        for k in ('total_ms', 'downtime_ms', 'setup_ms', 'ram_transferred',
+                  'ram_normal_pages', 'ram_duplicate_pages', 'precopy_bytes',
+                  'dirty_sync_count'):
+            if not isinstance(s.get(k), (int, float)) or s[k] < 0:
+                problems.append(f'{name}: real {k} = {s.get(k)!r}')
+        if (s.get('dirty_sync_count') or 0) < 3:
+            problems.append(f'{name}: dirty-sync-count {s.get("dirty_sync_count")} < 3')
+        if (s.get('ram_transferred') or 0) < r['case']['wss_mib'] * 1048576:
+            problems.append(f'{name}: transferred {s.get("ram_transferred")} bytes, '
+                            f'less than the working set')
+        if real.get('destination', {}).get('status') != 'running':
+            problems.append(f'{name}: destination not running: {real.get("destination")}')
+        if r['case']['guest'] == 'linux' and not real['destination'].get('workload_progress'):
+            problems.append(f'{name}: the workload does not run on the destination')
+        sync = (real.get('sync_trace') or {}).get('syncs') or []
+        if len(sync) != s.get('dirty_sync_count'):
+            problems.append(f'{name}: {len(sync)} syncs in the trace log, '
+                            f'dirty-sync-count {s.get("dirty_sync_count")}')
+    else:
+        if s.get('status') != 'cancelled' or not real.get('cancelled_at_cap'):
+            problems.append(f'{name}: not completed, and not cancelled at the cap: '
+                            f'{s.get("status")}')
+    c = r.get('comparison', {})
+    if c.get('verdict_agrees') is None:
+        problems.append(f'{name}: no comparison')
+    print(f'validate-test: {name}: predicted '
+          f'{"converges" if c.get("predicted_converges") else "does not converge"}, '
+          f'real {s.get("status")}')
+if ran == 0:
+    problems.append('no case ran')
+for p in problems:
+    print(f'FAIL: {p}')
+sys.exit(1 if problems else 0)
+EOF
+echo "validate-test: pass"
