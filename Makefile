@@ -84,7 +84,8 @@ validate: $(if $(QEMU),,all)
 series: $(BUILD)/.stamp-fetch
 	bash scripts/series.sh
 
-series-check: series
+series-check: $(BUILD)/.stamp-fetch
+	bash scripts/series.sh
 	CONFIGURE_FLAGS='$(CONFIGURE_FLAGS)' bash scripts/series-check.sh
 
 # QEMU's own sphinx setup, warnings as errors, in a build dir of its own

@@ -101,6 +101,23 @@ if [[ " $suites " == *" checkpatch "* ]]; then
             result fail "checkpatch $p"
         fi
     done < "$top/patches/series"
+    # The series as qemu-devel would get it (make series): new files need
+    # what checkpatch only checks in a patch (SPDX tags, MAINTAINERS).
+    if bash "$top/scripts/series.sh" > "$logs/series.log" 2>&1; then
+        for p in "$top"/build/series/out/0*.patch; do
+            case "$p" in */0000-cover-letter.patch) continue ;; esac
+            if (cd "$tree" && scripts/checkpatch.pl -q "$p") \
+                    > "$logs/checkpatch.out" 2>&1; then
+                result pass "checkpatch series/$(basename "$p")"
+            else
+                cat "$logs/checkpatch.out"
+                result fail "checkpatch series/$(basename "$p")"
+            fi
+        done
+    else
+        tail -20 "$logs/series.log"
+        result fail "make series"
+    fi
 fi
 
 kvm_note() {

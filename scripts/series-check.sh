@@ -21,6 +21,10 @@ logs=$build/series/logs
 mkdir -p "$logs"
 
 die() { echo "series-check: $*" >&2; exit 2; }
+
+# Hold build/series for the whole run: make series would rewrite the repo
+exec 8>"$build/series/.lock"
+flock 8
 [ -d "$repo/.git" ] && [ -d "$out" ] || die "no series: run make series first"
 
 pass=0 fail=0 failed=()
@@ -63,6 +67,7 @@ for c in $commits; do
     for t in "${tests[@]}"; do targets+=("tests/qtest/$t"); done
     if ninja -C "$obj" "${targets[@]}" > "$logs/$i-build.log" 2>&1; then
         result pass "$name: builds"
+        bash "$top/scripts/firmware-links.sh" "$obj"
     else
         grep -E 'error|Error' "$logs/$i-build.log" | head -20
         result fail "$name: builds"

@@ -21,6 +21,11 @@ out=$build/series/out
 
 die() { echo "series: $*" >&2; exit 1; }
 
+# One user of build/series at a time (series-check holds it for its run)
+mkdir -p "$build/series"
+exec 8>"$build/series/.lock"
+flock 8
+
 [ -d "$pristine" ] || die "$pristine missing: run make first"
 command -v git >/dev/null || die "git not found (run: sudo make deps)"
 

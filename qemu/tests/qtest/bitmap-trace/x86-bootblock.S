@@ -34,6 +34,8 @@
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or later.
  * See the COPYING file in the top-level directory.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 /* The sector is assembled at offset 0: this turns a label into its address */
