@@ -93,6 +93,24 @@ static void wait_completed(QTestState *qts, int64_t n)
     g_assert_not_reached();
 }
 
+/*
+ * Wait until the baseline is in the log.  The command takes the baseline's
+ * sync; the trace thread then reads every page for the zero-page scan,
+ * which a write made before it is done could be seen by.
+ */
+static void wait_baseline(QTestState *qts)
+{
+    for (int i = 0; i < 6000; i++) {
+        g_autoptr(QDict) info = query_trace(qts);
+
+        if (qlist_size(qdict_get_qlist(info, "dirty-pages")) >= 1) {
+            return;
+        }
+        g_usleep(5000);
+    }
+    g_assert_not_reached();
+}
+
 /* Assert @it lists exactly the sorted PFN set @pfns of size @n */
 static void assert_exact(const BTLogIter *it, const uint64_t *pfns, size_t n)
 {
@@ -209,6 +227,7 @@ static void test_zero_pages(void)
     qtest_writeb(qts, 0x7 * PAGE + PAGE - 1, 1);
 
     start_trace(qts, path, 100000, 100000);
+    wait_baseline(qts);
     qtest_memset(qts, 0x20 * PAGE, 0xaa, PAGE);     /* non-zero */
     qtest_memset(qts, 0x30 * PAGE, 0, PAGE);        /* zero written on zero */
     qtest_memset(qts, 0x10 * PAGE, 0, PAGE);        /* non-zero made zero */
