@@ -27,11 +27,13 @@
 #include "exec/memory.h"
 #include "exec/ram_addr.h"
 #include "exec/target_page.h"
+#include "hw/core/cpu.h"
 #include "migration/blocker.h"
 #include "migration/misc.h"
 #include "system/cpus.h"
 #include "system/kvm.h"
 #include "system/qtest.h"
+#include "system/replay.h"
 #include "system/runstate.h"
 #include "system/tcg.h"
 #include "bitmap-trace.h"
@@ -298,26 +300,152 @@ static bool bitmap_trace_map_range(Int128 start, Int128 len,
 }
 
 /*
+ * Holding the vCPUs out of guest code for a round
+ *
+ * A round must be a clean cut through every vCPU's stream of writes: a
+ * write that lands after a page's dirty bit was taken but before tracking
+ * of the page is re-armed (KVM_CLEAR_DIRTY_LOG, the dirty ring reset, the
+ * TCG TLB reset) is recorded nowhere, and a page written between the two
+ * steps of one round would be attributed to one window or the other
+ * depending on whether it was clean.  So the round runs while every vCPU
+ * thread sits in bitmap_trace_park_vcpu(), a work item queued with
+ * async_run_on_cpu().
+ *
+ * This is not pause_all_vcpus(): it does not touch cpu->stop, the run
+ * state, the virtual clock or the replay lock, so nothing else in QEMU can
+ * undo it, and it does not get in the way of the main loop's own pauses
+ * (system_reset, CPU hotplug, the gdbstub, vapic).  A parked vCPU thread
+ * keeps doing what an idle one does: it reports itself stopped when asked
+ * to and runs the work queued on it (run_on_cpu() of the dirty ring flush
+ * or of a monitor command), through qemu_wait_io_event_common().  The BQL
+ * is dropped only while the vCPUs are being gathered, before the round
+ * takes anything.
+ */
+typedef struct BitmapTracePark {
+    QemuCond parked_cond;       /* a vCPU thread parked */
+    uint64_t gen;               /* the round being held */
+    uint64_t released;          /* the last round released */
+    GPtrArray *queued;          /* vCPU threads asked to park for @gen */
+    GPtrArray *parked;          /* vCPU threads parked for @gen */
+} BitmapTracePark;
+
+/* Protected by the BQL */
+static BitmapTracePark bt_park;
+
+static bool bitmap_trace_thread_in(GPtrArray *threads, QemuThread *thread)
+{
+    return g_ptr_array_find(threads, thread, NULL);
+}
+
+/* Work item: hold this vCPU thread until round @data is released */
+static void bitmap_trace_park_vcpu(CPUState *cpu, run_on_cpu_data data)
+{
+    uint64_t gen = data.host_ulong;
+    CPUState *other;
+
+    if (gen != bt_park.gen || bt_park.released >= gen) {
+        return;
+    }
+    g_ptr_array_add(bt_park.parked, cpu->thread);
+    qemu_cond_broadcast(&bt_park.parked_cond);
+
+    while (bt_park.released < gen) {
+        /* qemu_cpu_kick() wakes us for new work, a stop or the release */
+        qemu_cond_timedwait_bql(cpu->halt_cond, 100);
+        if (bt_park.released >= gen) {
+            break;
+        }
+        /* With single-threaded TCG this thread runs every vCPU */
+        CPU_FOREACH(other) {
+            if (other->thread == cpu->thread) {
+                qemu_wait_io_event_common(other);
+            }
+        }
+    }
+}
+
+/*
+ * Park every vCPU thread.  Called with the BQL held, from the main loop
+ * (@main_loop) or the trace thread; drops the BQL while waiting.  Returns
+ * false when no vCPU runs guest code (qtest).
+ */
+static bool bitmap_trace_park_vcpus(bool main_loop)
+{
+    /*
+     * Under record/replay the main loop holds the replay lock, which the
+     * vCPU thread needs before it gets to its queued work.  The trace
+     * thread never holds it.
+     */
+    bool replay_held = main_loop && replay_mode != REPLAY_MODE_NONE;
+    CPUState *cpu;
+
+    if (!tcg_enabled() && !kvm_enabled()) {
+        return false;
+    }
+    if (replay_held) {
+        replay_mutex_unlock();
+    }
+    if (!bt_park.queued) {
+        qemu_cond_init(&bt_park.parked_cond);
+        bt_park.queued = g_ptr_array_new();
+        bt_park.parked = g_ptr_array_new();
+    }
+    bt_park.gen++;
+    g_ptr_array_set_size(bt_park.queued, 0);
+    g_ptr_array_set_size(bt_park.parked, 0);
+
+    for (;;) {
+        bool all = true;
+
+        /* Look again each time: a CPU may have been plugged or unplugged */
+        CPU_FOREACH(cpu) {
+            /* a CPU still being created runs no guest code */
+            if (!cpu->created ||
+                bitmap_trace_thread_in(bt_park.parked, cpu->thread)) {
+                continue;
+            }
+            all = false;
+            if (!bitmap_trace_thread_in(bt_park.queued, cpu->thread)) {
+                g_ptr_array_add(bt_park.queued, cpu->thread);
+                async_run_on_cpu(cpu, bitmap_trace_park_vcpu,
+                                 RUN_ON_CPU_HOST_ULONG(bt_park.gen));
+            }
+        }
+        if (all) {
+            break;
+        }
+        qemu_cond_timedwait_bql(&bt_park.parked_cond, 100);
+    }
+    if (replay_held) {
+        /* the replay lock is taken before the BQL */
+        bql_unlock();
+        replay_mutex_lock();
+        bql_lock();
+    }
+    return true;
+}
+
+static void bitmap_trace_release_vcpus(void)
+{
+    CPUState *cpu;
+
+    bt_park.released = bt_park.gen;
+    CPU_FOREACH(cpu) {
+        qemu_cond_broadcast(cpu->halt_cond);
+    }
+}
+
+/*
  * One round: sync the dirty log, harvest every traced block and snapshot
  * the memory map the harvested pages are to be translated with.  Called
- * with the BQL held, like migration_bitmap_sync().
+ * with the BQL held, like migration_bitmap_sync(), from the main loop
+ * (@main_loop: the baseline) or the trace thread.
  */
-static void bitmap_trace_sync(BitmapTrace *bt)
+static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
 {
     int64_t t_sync = now_ns(), t_harvest;
-    bool pause = runstate_is_running();
+    bool parked = bitmap_trace_park_vcpus(main_loop);
 
-    /*
-     * Keep the vCPUs out of guest code from the sync until tracking is
-     * re-armed.  A write that lands after a page's bit was taken but before
-     * the page is re-armed (KVM_CLEAR_DIRTY_LOG, the TCG TLB reset, the
-     * dirty ring reset) is recorded nowhere.  Migration does not mind, as it
-     * reads the page later anyway; the trace would lose it, and with this
-     * thread preempted in between, every hot page of a whole window.
-     */
-    if (pause) {
-        pause_all_vcpus();
-    }
     memory_global_dirty_log_sync(false);
     t_harvest = now_ns();
 
@@ -347,10 +475,11 @@ static void bitmap_trace_sync(BitmapTrace *bt)
         }
         flatview_for_each_range(fv, bitmap_trace_map_range, bt);
     }
-    /* TCG: make sure no vCPU is still in a write whose bit we missed */
-    memory_global_after_dirty_log_sync();
-    if (pause) {
-        resume_all_vcpus();
+    if (parked) {
+        /* No vCPU is in a TB, so none is in a write whose bit we missed */
+        bitmap_trace_release_vcpus();
+    } else {
+        memory_global_after_dirty_log_sync();
     }
 
     bt->sync_us = (t_harvest - t_sync) / SCALE_US;
@@ -582,7 +711,7 @@ static void *bitmap_trace_thread(void *opaque)
 
         bql_lock();
         t_ns = now_ns();
-        bitmap_trace_sync(bt);
+        bitmap_trace_sync(bt, false);
         bql_unlock();
 
         bitmap_trace_format_iteration(bt, n, t_ns, out, &dirty, &fresh);
@@ -777,7 +906,7 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
         bitmap_trace_init_blocks(bt);
     }
     bt->t0_ns = now_ns();
-    bitmap_trace_sync(bt);
+    bitmap_trace_sync(bt, true);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
 
