@@ -13,6 +13,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <poll.h>
 #include "qemu/accel.h"
 #include "qemu/bitmap.h"
 #include "qemu/main-loop.h"
@@ -48,6 +49,13 @@
 #define BITMAP_TRACE_PERIOD_MAX         100000
 #define BITMAP_TRACE_PERIOD_DEFAULT     10
 
+/*
+ * How long a log that is not a regular file (a FIFO, a socket) may take no
+ * data before the trace fails, and how much longer once it is stopped
+ */
+#define BITMAP_TRACE_STALL_MS           2000
+#define BITMAP_TRACE_STALL_STOP_MS      500
+
 /* Ranges per "pfns"/"unmapped" line, to keep lines readable */
 #define BITMAP_TRACE_RANGES_PER_LINE    256
 
@@ -82,6 +90,7 @@ typedef struct BitmapTrace {
     /* Set up by the QMP handler, then owned by the trace thread */
     char *filename;
     int fd;
+    bool seekable;              /* a regular file, written with pwrite() */
     int64_t iterations;
     int64_t period_ms;
     const char *accel;
@@ -623,26 +632,85 @@ static void bitmap_trace_commit(BitmapTrace *bt, int64_t n, int64_t t_ns,
 }
 
 /*
- * Write complete records only.  On error, cut the file back to the last
- * complete record so that what was written stays a valid log.
+ * Append @len bytes of @buf to the log.  A regular file is written with
+ * pwrite() at the log's length, whatever the offset of the descriptor: one
+ * dup'd from an fdset shares its offset with the fdset's own.  Anything
+ * else (a FIFO, a socket) was opened non-blocking and is waited for with
+ * poll(), but never for longer than BITMAP_TRACE_STALL_MS without taking
+ * data, and for at most BITMAP_TRACE_STALL_STOP_MS more once the trace is
+ * asked to stop, so that a reader that stopped reading cannot hold up
+ * state=false or QEMU's exit.
+ */
+static bool bitmap_trace_write_buf(BitmapTrace *bt, const char *buf,
+                                   size_t len, Error **errp)
+{
+    int64_t deadline = now_ns() + BITMAP_TRACE_STALL_MS * SCALE_MS;
+    bool stopping = false;
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n;
+
+        if (bt->seekable) {
+            n = pwrite(bt->fd, buf + done, len - done, bt->log_length + done);
+        } else {
+            n = write(bt->fd, buf + done, len - done);
+        }
+        if (n > 0) {
+            done += n;
+            deadline = now_ns() + BITMAP_TRACE_STALL_MS * SCALE_MS;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = { .fd = bt->fd, .events = POLLOUT };
+            int64_t left_ms;
+
+            if (!stopping && qatomic_read(&bt->stop_requested)) {
+                stopping = true;
+                deadline = MIN(deadline, now_ns() +
+                               BITMAP_TRACE_STALL_STOP_MS * SCALE_MS);
+            }
+            left_ms = DIV_ROUND_UP(deadline - now_ns(), SCALE_MS);
+            if (left_ms <= 0) {
+                error_setg(errp, "the reader of bitmap-trace log '%s' "
+                           "stopped reading: it must read the log as it "
+                           "is written, or log to a regular file",
+                           bt->filename);
+                return false;
+            }
+            /* wake up now and then to see whether the trace is stopped */
+            if (poll(&pfd, 1, MIN(left_ms, 100)) < 0 && errno != EINTR) {
+                error_setg_errno(errp, errno, "cannot write bitmap-trace "
+                                 "log '%s'", bt->filename);
+                return false;
+            }
+            continue;
+        }
+        error_setg_errno(errp, n < 0 ? errno : ENOSPC,
+                         "cannot write bitmap-trace log '%s'", bt->filename);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Write complete records only.  On error, cut a regular file back to the
+ * last complete record so that what was written stays a valid log.
  */
 static bool bitmap_trace_write(BitmapTrace *bt, GString *out, Error **errp)
 {
-    ssize_t done = qemu_write_full(bt->fd, out->str, out->len);
+    bool ok = bitmap_trace_write_buf(bt, out->str, out->len, errp);
 
-    if (done != out->len) {
-        error_setg_errno(errp, errno, "cannot write bitmap-trace log '%s'",
-                         bt->filename);
-        if (ftruncate(bt->fd, bt->log_length) < 0) {
-            /* nothing more to do: the error above is what the user sees */
-        }
-        lseek(bt->fd, bt->log_length, SEEK_SET);
-        g_string_truncate(out, 0);
-        return false;
+    if (ok) {
+        bt->log_length += out->len;
+    } else if (bt->seekable && ftruncate(bt->fd, bt->log_length) < 0) {
+        /* nothing more to do: the error above is what the user sees */
     }
-    bt->log_length += out->len;
     g_string_truncate(out, 0);
-    return true;
+    return ok;
 }
 
 static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
@@ -739,7 +807,8 @@ static void *bitmap_trace_thread(void *opaque)
                                             "\n", ' ');
 
         status = BITMAP_TRACE_STATUS_FAILED;
-        if (bt->log_length) {
+        /* a stream may end inside a record: nothing can follow it */
+        if (bt->log_length && bt->seekable) {
             g_string_append_printf(out, "end status=failed iterations=%"
                                    PRId64 " error=%s\n", bt->completed, msg);
             bitmap_trace_write(bt, out, NULL);
@@ -751,7 +820,8 @@ static void *bitmap_trace_thread(void *opaque)
             status = BITMAP_TRACE_STATUS_FAILED;
         }
     }
-    if (close(bt->fd) < 0 && !err) {
+    /* qemu_close() also releases a descriptor dup'd from an fdset */
+    if (qemu_close(bt->fd) < 0 && !err) {
         error_setg_errno(&err, errno, "cannot close bitmap-trace log '%s'",
                          bt->filename);
         status = BITMAP_TRACE_STATUS_FAILED;
@@ -822,12 +892,49 @@ static bool bitmap_trace_check_args(const char *filename,
     return true;
 }
 
+/*
+ * Create or truncate the log.  The open does not block, so that a FIFO
+ * with no reader fails here instead of freezing the main loop, which runs
+ * the QMP handler.  Anything but a regular file stays non-blocking and is
+ * written as bitmap_trace_write_buf() says.
+ */
+static int bitmap_trace_open(const char *filename, bool *seekable,
+                             Error **errp)
+{
+    Error *local_err = NULL;
+    struct stat st;
+    int fd;
+
+    fd = qemu_create(filename, O_WRONLY | O_TRUNC | O_BINARY | O_NONBLOCK,
+                     0600, &local_err);
+    if (fd < 0) {
+        if (errno == ENXIO && stat(filename, &st) == 0 &&
+            S_ISFIFO(st.st_mode)) {
+            error_free(local_err);
+            error_setg(errp, "bitmap-trace log '%s' is a FIFO with no "
+                       "reader: start the reader first", filename);
+        } else {
+            error_propagate(errp, local_err);
+        }
+        return -1;
+    }
+    if (fstat(fd, &st) < 0) {
+        error_setg_errno(errp, errno, "cannot stat bitmap-trace log '%s'",
+                         filename);
+        qemu_close(fd);
+        return -1;
+    }
+    *seekable = S_ISREG(st.st_mode);
+    return fd;
+}
+
 static void bitmap_trace_start(const char *filename, int64_t iterations,
                                int64_t period, Error **errp)
 {
     ERRP_GUARD();
     BitmapTrace *bt = &bt_state;
     g_autoptr(GDateTime) start = NULL;
+    bool seekable;
     int fd;
 
     if (!bitmap_trace_check_args(filename, iterations, period, errp)) {
@@ -860,7 +967,7 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
         return;
     }
     /* Only now, with nothing left to fail, create or truncate the file */
-    fd = qemu_create(filename, O_WRONLY | O_TRUNC | O_BINARY, 0600, errp);
+    fd = bitmap_trace_open(filename, &seekable, errp);
     if (fd < 0) {
         memory_global_dirty_log_stop(GLOBAL_DIRTY_TRACE);
         migrate_del_blocker(&bt_blocker);
@@ -886,6 +993,7 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
     start = g_date_time_new_now_utc();
     bt->filename = g_strdup(filename);
     bt->fd = fd;
+    bt->seekable = seekable;
     bt->iterations = iterations;
     bt->period_ms = period;
     bt->accel = bitmap_trace_accel();
