@@ -32,12 +32,14 @@
 #include "migration/blocker.h"
 #include "migration/misc.h"
 #include "system/cpus.h"
+#include "system/dirtylimit.h"
 #include "system/kvm.h"
 #include "system/qtest.h"
 #include "system/replay.h"
 #include "system/runstate.h"
 #include "system/tcg.h"
 #include "bitmap-trace.h"
+#include "dirtyrate.h"
 #include "migration.h"
 #include "ram.h"
 #include "trace.h"
@@ -950,6 +952,20 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
         (global_dirty_tracking & GLOBAL_DIRTY_MIGRATION)) {
         error_setg(errp, "bitmap-trace cannot run while a migration or "
                    "snapshot is in progress");
+        return;
+    }
+
+    /* They would see the trace's rounds as guest writes; see dirtyrate.c */
+    if (dirtyrate_dirty_logging_active()) {
+        error_setg(errp, "bitmap-trace cannot run while calc-dirty-rate "
+                   "measures with dirty logging: wait until "
+                   "query-dirty-rate reports it measured");
+        return;
+    }
+    if (dirtylimit_in_service()) {
+        error_setg(errp, "bitmap-trace cannot run while a dirty page rate "
+                   "limit is set: remove it with cancel-vcpu-dirty-limit "
+                   "first");
         return;
     }
 

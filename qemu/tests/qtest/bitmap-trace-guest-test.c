@@ -936,6 +936,57 @@ static void test_guest_round_cost(const void *opaque)
     }
 }
 
+/*
+ * With the dirty ring: a dirty page rate limit and a trace refuse each
+ * other, since the trace's ring resets would skew the per-vCPU rates.
+ */
+static void test_guest_dirty_limit(void)
+{
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, GUEST_ACCEL_KVM_RING, l);
+    QDict *resp;
+
+    if (!skip && dirty_ring_stalls_guest(vm.qts, l)) {
+        skip = g_strdup("the host's KVM stalls the guest once the dirty "
+                        "ring is in use: a host kernel defect");
+    }
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    resp = qtest_qmp_assert_failure_ref(vm.qts,
+        "{'execute': 'set-vcpu-dirty-limit', 'arguments': {"
+        " 'dirty-rate': 100 }}");
+    g_assert_nonnull(strstr(qdict_get_str(resp, "desc"), "bitmap-trace"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'set-vcpu-dirty-limit', 'arguments': {"
+        " 'dirty-rate': 100 }}");
+    resp = qtest_qmp_assert_failure_ref(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s }}", vm.log_path);
+    g_assert_nonnull(strstr(qdict_get_str(resp, "desc"),
+                            "cancel-vcpu-dirty-limit"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'cancel-vcpu-dirty-limit'}");
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 3, 'period': 10 }}",
+        vm.log_path);
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+    guest_cleanup(&vm);
+}
+
 static void add_cases(GuestAccel accel, const GuestLayout *layout)
 {
     /* About a second of trace; a pass takes tens of ms even under KVM. */
@@ -986,6 +1037,8 @@ int main(int argc, char **argv)
                         test_guest_reset_storm);
     qtest_add_data_func("/bitmap-trace-guest/tcg/record-replay", NULL,
                         test_guest_record);
+    qtest_add_func("/bitmap-trace-guest/kvm-dirty-ring/dirty-limit",
+                   test_guest_dirty_limit);
     qtest_add_data_func("/bitmap-trace-guest/tcg/round-cost",
                         GINT_TO_POINTER(GUEST_ACCEL_TCG),
                         test_guest_round_cost);

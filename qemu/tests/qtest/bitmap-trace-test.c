@@ -773,6 +773,63 @@ static void test_fifo_stalled(void)
     unlink(path);
 }
 
+static void wait_dirty_rate_measured(QTestState *qts)
+{
+    for (int i = 0; i < 1000; i++) {
+        QDict *info = qtest_qmp_assert_success_ref(qts,
+                          "{'execute': 'query-dirty-rate'}");
+        bool measured = !strcmp(qdict_get_str(info, "status"), "measured");
+
+        qobject_unref(info);
+        if (measured) {
+            return;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * calc-dirty-rate with dirty logging and a trace refuse each other: the
+ * trace's rounds would look like guest writes to it.  Page sampling does
+ * not log and may run during a trace.
+ */
+static void test_dirty_rate_exclusion(void)
+{
+    g_autofree char *path = tmp_path("dirtyrate");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    QDict *resp;
+
+    start_trace(qts, path, 100000, 100000);
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'calc-dirty-rate', 'arguments': {'calc-time': 100,"
+        " 'calc-time-unit': 'millisecond', 'mode': 'dirty-bitmap'}}");
+    g_assert_nonnull(strstr(error_desc(resp), "bitmap-trace state=false"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'calc-dirty-rate', 'arguments': {'calc-time': 100,"
+        " 'calc-time-unit': 'millisecond', 'mode': 'page-sampling'}}");
+    wait_dirty_rate_measured(qts);
+    qobject_unref(stop_trace(qts));
+    unlink(path);
+
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'calc-dirty-rate', 'arguments': {'calc-time': 500,"
+        " 'calc-time-unit': 'millisecond', 'mode': 'dirty-bitmap'}}");
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': %s}}", path);
+    g_assert_nonnull(strstr(error_desc(resp), "calc-dirty-rate"));
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    qobject_unref(resp);
+    wait_dirty_rate_measured(qts);
+
+    start_trace(qts, path, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* savevm is refused while a trace runs */
 static void test_savevm_refused(void)
 {
@@ -1018,6 +1075,8 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/fifo-no-reader", test_fifo_no_reader);
     qtest_add_func("/bitmap-trace/iface/fifo-stream", test_fifo_stream);
     qtest_add_func("/bitmap-trace/iface/fifo-stalled", test_fifo_stalled);
+    qtest_add_func("/bitmap-trace/iface/dirty-rate-exclusion",
+                   test_dirty_rate_exclusion);
     qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
