@@ -954,6 +954,12 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
                    "snapshot is in progress");
         return;
     }
+    /* A postcopy destination runs while pages still arrive, unlogged */
+    if (migration_incoming_postcopy_advised()) {
+        error_setg(errp, "bitmap-trace cannot run on the destination of a "
+                   "postcopy migration: wait until the migration completes");
+        return;
+    }
 
     /* They would see the trace's rounds as guest writes; see dirtyrate.c */
     if (dirtyrate_dirty_logging_active()) {

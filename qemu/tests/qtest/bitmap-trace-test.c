@@ -846,6 +846,32 @@ static void test_savevm_refused(void)
     unlink(path);
 }
 
+/*
+ * loadvm is refused while a trace runs: loading a snapshot rewrites RAM
+ * without dirty logging.  Without a trace it fails for its own reasons.
+ */
+static void test_loadvm_refused(void)
+{
+    g_autofree char *path = tmp_path("loadvm");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autofree char *during = NULL;
+    g_autofree char *after = NULL;
+    QDict *resp;
+
+    start_trace(qts, path, 100000, 100000);
+    during = qtest_hmp(qts, "loadvm snap0");
+    g_assert_nonnull(strstr(during, "bitmap-trace state=false"));
+    /* refused before the VM is stopped for the load */
+    resp = qtest_qmp_assert_success_ref(qts, "{'execute': 'query-status'}");
+    g_assert_true(qdict_get_bool(resp, "running"));
+    qobject_unref(resp);
+    qobject_unref(stop_trace(qts));
+    after = qtest_hmp(qts, "loadvm snap0");
+    g_assert_null(strstr(after, "bitmap-trace"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* A trace is refused while a migration runs (held in pre-switchover) */
 static void test_refused_during_migration(void)
 {
@@ -892,6 +918,80 @@ static void test_refused_during_migration(void)
     qtest_quit(qts);
     unlink(path);
     unlink(mig);
+}
+
+static void wait_migration_status(QTestState *qts, const char *status)
+{
+    for (;;) {
+        g_autoptr(QDict) ev = qtest_qmp_eventwait_ref(qts, "MIGRATION");
+        const char *st = qdict_get_str(qdict_get_qdict(ev, "data"), "status");
+
+        if (!strcmp(st, "failed")) {
+            g_autoptr(QDict) info = qtest_qmp_assert_success_ref(qts,
+                                        "{'execute': 'query-migrate'}");
+
+            g_test_message("migration failed: %s",
+                           qdict_haskey(info, "error-desc") ?
+                           qdict_get_str(info, "error-desc") : "?");
+        }
+        g_assert_cmpstr(st, !=, "failed");
+        if (!strcmp(st, status)) {
+            return;
+        }
+    }
+}
+
+/*
+ * The destination of a postcopy migration runs while pages still arrive
+ * (placed with userfaultfd, not dirty-logged): a trace is refused there.
+ */
+static void test_refused_on_postcopy_destination(void)
+{
+    g_autofree char *path = tmp_path("postcopy");
+    g_autofree char *sock = tmp_path("postcopy-sock");
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    QTestState *src, *dst;
+    QDict *resp;
+
+    /* -M none cannot migrate an x86 CPU */
+    dst = qtest_initf("-M pc -m 64M -nodefaults -incoming defer");
+    src = qtest_init("-M pc -m 64M -nodefaults");
+    resp = qtest_qmp(dst, "{'execute': 'migrate-set-capabilities',"
+        " 'arguments': {'capabilities': ["
+        "  {'capability': 'postcopy-ram', 'state': true},"
+        "  {'capability': 'events', 'state': true}]}}");
+    if (!qdict_haskey(resp, "return")) {
+        g_test_skip("postcopy is not supported here (no userfaultfd?)");
+        qobject_unref(resp);
+        qtest_quit(src);
+        qtest_quit(dst);
+        return;
+    }
+    qobject_unref(resp);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-capabilities',"
+        " 'arguments': {'capabilities': ["
+        "  {'capability': 'postcopy-ram', 'state': true}]}}");
+    /* keep the migration in postcopy long enough to ask */
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters',"
+        " 'arguments': {'max-bandwidth': 65536,"
+        "  'max-postcopy-bandwidth': 65536}}");
+    qtest_qmp_assert_success(dst, "{'execute': 'migrate-incoming',"
+                             " 'arguments': {'uri': %s}}", uri);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate',"
+                             " 'arguments': {'uri': %s}}", uri);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-start-postcopy'}");
+    wait_migration_status(dst, "postcopy-active");
+
+    resp = qtest_qmp_assert_failure_ref(dst,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': %s}}", path);
+    g_assert_nonnull(strstr(error_desc(resp), "postcopy"));
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    qobject_unref(resp);
+
+    qtest_quit(src);
+    qtest_quit(dst);
+    unlink(sock);
 }
 
 /* A write error ends the trace as failed; QEMU and the guest stay up */
@@ -1069,6 +1169,8 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/errors", test_errors);
     qtest_add_func("/bitmap-trace/iface/refused-during-migration",
                    test_refused_during_migration);
+    qtest_add_func("/bitmap-trace/iface/refused-on-postcopy-destination",
+                   test_refused_on_postcopy_destination);
     qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
     qtest_add_func("/bitmap-trace/iface/fdset", test_fdset);
     qtest_add_func("/bitmap-trace/iface/fdset-twice", test_fdset_twice);
@@ -1078,6 +1180,7 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/dirty-rate-exclusion",
                    test_dirty_rate_exclusion);
     qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
+    qtest_add_func("/bitmap-trace/iface/loadvm-refused", test_loadvm_refused);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
     qtest_add_func("/bitmap-trace/iface/hmp-wait", test_hmp_wait);
