@@ -102,6 +102,8 @@ typedef struct BitmapTrace {
     unsigned nblocks;
     int64_t sync_us;
     int64_t harvest_us;
+    GPtrArray *untraced;        /* RAMBlock * found after the start */
+    GString *untraced_lines;    /* "untraced" records of the last sync */
     off_t log_length;           /* bytes of complete records written */
 
     QemuThread thread;
@@ -155,6 +157,13 @@ static void bitmap_trace_free_blocks(BitmapTrace *bt)
     }
     g_clear_pointer(&bt->blocks, g_free);
     bt->nblocks = 0;
+    if (bt->untraced) {
+        g_ptr_array_set_size(bt->untraced, 0);
+        g_string_truncate(bt->untraced_lines, 0);
+    } else {
+        bt->untraced = g_ptr_array_new();
+        bt->untraced_lines = g_string_new(NULL);
+    }
 }
 
 /*
@@ -252,6 +261,31 @@ static BitmapTraceBlock *bitmap_trace_find_block(BitmapTrace *bt,
         }
     }
     return NULL;
+}
+
+/*
+ * RAM that migration would send but that was added after the trace
+ * started (memory hotplug, a device's RAM) is not traced: say so in the
+ * log, once per block, after the iteration that first finds it.  Called
+ * with the BQL held (for idstr) and the RCU read lock.
+ */
+static void bitmap_trace_find_untraced(BitmapTrace *bt)
+{
+    RAMBlock *rb;
+
+    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
+        if (bitmap_trace_find_block(bt, rb) ||
+            g_ptr_array_find(bt->untraced, rb, NULL)) {
+            continue;
+        }
+        g_ptr_array_add(bt->untraced, rb);
+        g_string_append_printf(bt->untraced_lines,
+                               "untraced name=%s pages=%" PRIu64 "\n",
+                               qemu_ram_get_idstr(rb),
+                               (uint64_t)(rb->used_length >>
+                                          TARGET_PAGE_BITS));
+        trace_bitmap_trace_untraced(qemu_ram_get_idstr(rb));
+    }
 }
 
 /*
@@ -485,6 +519,7 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
             }
         }
         flatview_for_each_range(fv, bitmap_trace_map_range, bt);
+        bitmap_trace_find_untraced(bt);
     }
     if (parked) {
         /* No vCPU is in a TB, so none is in a write whose bit we missed */
@@ -612,6 +647,8 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
                            unmapped, bt->sync_us, bt->harvest_us);
     bitmap_trace_put_ranges(out, "pfns", "", merged);
     g_string_append(out, unmapped_lines->str);
+    g_string_append(out, bt->untraced_lines->str);
+    g_string_truncate(bt->untraced_lines, 0);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
                                  bt->harvest_us,

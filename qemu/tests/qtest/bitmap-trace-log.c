@@ -98,7 +98,18 @@ static BTLogIter *parse_iter(const char *line, int64_t expect_n)
     it->harvest_us = dec_field(h, "harvest-us");
     it->pfns = g_array_new(false, false, sizeof(uint64_t));
     it->unmapped_pages = g_ptr_array_new_with_free_func(g_free);
+    it->untraced = g_ptr_array_new_with_free_func(g_free);
     return it;
+}
+
+/* "untraced name=<id> pages=<n>": RAM added after the trace started */
+static void parse_untraced(BTLogIter *it, const char *line)
+{
+    g_autoptr(GHashTable) h = parse_fields(line, "untraced");
+
+    g_assert_cmpuint(g_hash_table_size(h), ==, 2);
+    dec_field(h, "pages");
+    g_ptr_array_add(it->untraced, g_strdup(field(h, "name")));
 }
 
 static void parse_pfns(BTLogIter *it, const char *line)
@@ -193,6 +204,7 @@ static void iter_free(gpointer p)
 
     g_array_free(it->pfns, true);
     g_ptr_array_free(it->unmapped_pages, true);
+    g_ptr_array_free(it->untraced, true);
     g_free(it);
 }
 
@@ -250,10 +262,15 @@ BTLog *bt_log_parse(const char *path, bool need_end)
         } else if (g_str_has_prefix(l, "pfns ")) {
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->unmapped_pages->len, ==, 0);
+            g_assert_cmpuint(cur->untraced->len, ==, 0);
             parse_pfns(cur, l);
         } else if (g_str_has_prefix(l, "unmapped ")) {
             g_assert_nonnull(cur);
+            g_assert_cmpuint(cur->untraced->len, ==, 0);
             parse_unmapped(cur, l);
+        } else if (g_str_has_prefix(l, "untraced ")) {
+            g_assert_nonnull(cur);
+            parse_untraced(cur, l);
         } else if (g_str_has_prefix(l, "end ")) {
             const char *err_txt = strstr(l, " error=");
             g_autofree char *head = err_txt ? g_strndup(l, err_txt - l)

@@ -33,6 +33,7 @@ typedef struct BTLogIter {
     int64_t harvest_us;
     GArray *pfns;           /* uint64_t, ascending, every page expanded */
     GPtrArray *unmapped_pages; /* "block:hexpage" strings, expanded */
+    GPtrArray *untraced;    /* names of RAM blocks found not traced */
 } BTLogIter;
 
 typedef struct BTLog {

@@ -994,6 +994,49 @@ static void test_refused_on_postcopy_destination(void)
     unlink(sock);
 }
 
+/*
+ * RAM plugged during a trace is not traced (a migration would not have
+ * it either): the log says so, once, after the iteration that found it.
+ */
+static void test_ram_added(void)
+{
+    g_autofree char *path = tmp_path("ram-added");
+    QTestState *qts = qtest_init("-M pc -m 64M,slots=2,maxmem=256M "
+                                 "-nodefaults");
+    g_autoptr(BTLog) log = NULL;
+    int64_t plugged;
+    guint found = 0;
+
+    start_trace(qts, path, 100000, 20);
+    wait_completed(qts, 2);
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-ram',"
+                             " 'id': 'hp0', 'size': 16777216 }}");
+    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments': {"
+                             " 'driver': 'pc-dimm', 'id': 'dimm0',"
+                             " 'memdev': 'hp0' }}");
+    plugged = completed_iterations(qts);
+    wait_completed(qts, plugged + 5);
+    qobject_unref(stop_trace(qts));
+
+    log = bt_log_parse(path, true);
+    for (guint n = 0; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+        for (guint i = 0; i < it->untraced->len; i++) {
+            g_assert_nonnull(strstr(g_ptr_array_index(it->untraced, i),
+                                    "hp0"));
+            g_assert_cmpint(n, >, plugged - 1);
+            g_assert_cmpint(n, <=, plugged + 2);
+            found++;
+        }
+    }
+    g_assert_cmpuint(found, ==, 1);
+    g_assert_null(bt_log_find_block(log, "hp0"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* A write error ends the trace as failed; QEMU and the guest stay up */
 static void test_write_error(void)
 {
@@ -1172,6 +1215,7 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/refused-on-postcopy-destination",
                    test_refused_on_postcopy_destination);
     qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
+    qtest_add_func("/bitmap-trace/iface/ram-added", test_ram_added);
     qtest_add_func("/bitmap-trace/iface/fdset", test_fdset);
     qtest_add_func("/bitmap-trace/iface/fdset-twice", test_fdset_twice);
     qtest_add_func("/bitmap-trace/iface/fifo-no-reader", test_fifo_no_reader);
