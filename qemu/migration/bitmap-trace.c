@@ -97,6 +97,7 @@ typedef struct BitmapTrace {
     int64_t period_ms;
     const char *accel;
     char *start_time;
+    char *blocked;              /* why migration was blocked at the start */
     int64_t t0_ns;
     BitmapTraceBlock *blocks;
     unsigned nblocks;
@@ -760,6 +761,9 @@ static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
                            " start=%s\n",
                            QEMU_VERSION, bt->accel, (int)TARGET_PAGE_SIZE,
                            bt->period_ms, bt->iterations, bt->start_time);
+    if (bt->blocked) {
+        g_string_append_printf(out, "blocked reason=%s\n", bt->blocked);
+    }
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
 
@@ -973,6 +977,8 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
     ERRP_GUARD();
     BitmapTrace *bt = &bt_state;
     g_autoptr(GDateTime) start = NULL;
+    g_autofree char *blocked = NULL;
+    Error *why = NULL;
     bool seekable;
     int fd;
 
@@ -1012,6 +1018,17 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
         return;
     }
 
+    /*
+     * What already blocks migration may be a device that writes guest RAM
+     * without dirty logging (VFIO without dirty tracking, vhost-user
+     * without logging): the trace would miss those writes, so the log
+     * says what it was.
+     */
+    if (migration_is_blocked(&why)) {
+        blocked = g_strdelimit(g_strdup(error_get_pretty(why)), "\n", ' ');
+        error_free(why);
+    }
+
     /* A trace that took dirty bits from a live migration would corrupt it */
     if (!bt_blocker) {
         error_setg(&bt_blocker, "Live migration disabled: bitmap-trace in "
@@ -1038,6 +1055,8 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
     bitmap_trace_free_blocks(bt);
     g_free(bt->filename);
     g_free(bt->start_time);
+    g_free(bt->blocked);
+    bt->blocked = g_steal_pointer(&blocked);
     g_clear_pointer(&bt->error, g_free);
     if (bt->dirty_pages) {
         g_array_free(bt->dirty_pages, true);

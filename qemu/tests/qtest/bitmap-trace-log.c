@@ -251,7 +251,11 @@ BTLog *bt_log_parse(const char *path, bool need_end)
         const char *l = lines[i];
 
         g_assert_false(log->has_end);
-        if (g_str_has_prefix(l, "block ")) {
+        if (g_str_has_prefix(l, "blocked reason=")) {
+            g_assert_cmpuint(log->blocks->len, ==, 0);
+            g_assert_null(log->blocked);
+            log->blocked = g_strdup(l + strlen("blocked reason="));
+        } else if (g_str_has_prefix(l, "block ")) {
             g_assert_null(cur);
             g_assert_cmpuint(log->iters->len, ==, 0);
             parse_block(log, l);
@@ -304,6 +308,7 @@ void bt_log_free(BTLog *log)
     g_free(log->qemu_version);
     g_free(log->accel);
     g_free(log->start);
+    g_free(log->blocked);
     g_ptr_array_free(log->blocks, true);
     g_ptr_array_free(log->iters, true);
     g_free(log->end_status);

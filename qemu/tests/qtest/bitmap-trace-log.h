@@ -43,6 +43,7 @@ typedef struct BTLog {
     int64_t period_ms;
     int64_t iterations;
     char *start;
+    char *blocked;          /* why migration was blocked, or NULL */
     GPtrArray *blocks;      /* BTLogBlock * */
     GPtrArray *iters;       /* BTLogIter *, n == index */
     bool has_end;

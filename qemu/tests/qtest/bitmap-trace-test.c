@@ -1037,6 +1037,39 @@ static void test_ram_added(void)
     unlink(path);
 }
 
+/*
+ * A device that blocks migration may write guest RAM without dirty
+ * logging: the log names the blocker.  ivshmem in peer mode is one that
+ * runs under qtest.  Without a blocker there is no such line.
+ */
+static void test_blocker_recorded(void)
+{
+    g_autofree char *path = tmp_path("blocker");
+    g_autofree char *shm = tmp_path("blocker-shm");
+    QTestState *qts = qtest_initf("-M pc -m 64M -nodefaults -object "
+                                  "memory-backend-file,id=mb,size=1M,"
+                                  "mem-path=%s,share=on -device "
+                                  "ivshmem-plain,memdev=mb,master=off", shm);
+    g_autoptr(BTLog) log = NULL;
+    g_autoptr(BTLog) clean = NULL;
+
+    start_trace(qts, path, 100000, 100000);
+    qobject_unref(stop_trace(qts));
+    log = bt_log_parse(path, true);
+    g_assert_nonnull(log->blocked);
+    g_assert_nonnull(strstr(log->blocked, "ivshmem"));
+    qtest_quit(qts);
+    unlink(shm);
+
+    qts = qtest_init(NONE_ARGS);
+    start_trace(qts, path, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    clean = bt_log_parse(path, true);
+    g_assert_null(clean->blocked);
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* A write error ends the trace as failed; QEMU and the guest stay up */
 static void test_write_error(void)
 {
@@ -1216,6 +1249,8 @@ int main(int argc, char **argv)
                    test_refused_on_postcopy_destination);
     qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
     qtest_add_func("/bitmap-trace/iface/ram-added", test_ram_added);
+    qtest_add_func("/bitmap-trace/iface/blocker-recorded",
+                   test_blocker_recorded);
     qtest_add_func("/bitmap-trace/iface/fdset", test_fdset);
     qtest_add_func("/bitmap-trace/iface/fdset-twice", test_fdset_twice);
     qtest_add_func("/bitmap-trace/iface/fifo-no-reader", test_fifo_no_reader);
