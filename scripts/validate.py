@@ -83,7 +83,8 @@ PY = '/usr/bin/python3' if os.access('/usr/bin/python3', os.X_OK) else sys.execu
 
 
 def linux_case(mode, wss, rate, bw, dt, fill=0, ram=1024, phase=3):
-    name = f'{mode}-w{wss}-r{rate}' + (f'-f{fill}' if fill else '') + f'-bw{bw}-dt{dt}'
+    name = (f'{mode}-w{wss}-r{rate}' + (f'-f{fill}' if fill else '') + f'-bw{bw}-dt{dt}' +
+            (f'-m{ram}' if ram not in (512, 1024) else ''))
     return {'name': name, 'guest': 'linux', 'accel': 'tcg', 'ram_mib': ram,
             'mode': mode, 'wss_mib': wss, 'rate_mib_s': rate, 'fill_mib': fill,
             'phase_s': phase, 'bandwidth_mib_s': bw, 'downtime_ms': dt}
@@ -96,7 +97,30 @@ def kvm_case(sweep_mib, bw, dt, ram=256):
             'downtime_ms': dt}
 
 
-def grid(quick):
+def holdout_grid():
+    """Cases the simulator was never tuned on (defined before any of them
+    ran; run once, with the model frozen): other guest sizes, write rates,
+    max-bandwidths and downtime limits, near the boundary and beyond it."""
+    return [
+        linux_case('seq', 96, 48, 64, 200, ram=768),
+        linux_case('random', 192, 24, 48, 500, ram=768),
+        linux_case('hotcold', 384, 96, 256, 100, ram=2048),
+        linux_case('phases', 192, 80, 96, 150, fill=128, ram=768),
+        linux_case('random', 64, 200, 512, 50, ram=768),
+        linux_case('seq', 256, 160, 512, 50, fill=512, ram=2048),
+        linux_case('hotcold', 128, 48, 48, 300, ram=768),
+        linux_case('random', 256, 64, 64, 300, ram=768),
+        # cannot converge (or barely)
+        linux_case('seq', 160, 120, 96, 100, ram=768),
+        linux_case('random', 384, 150, 128, 200, ram=2048),
+        kvm_case(64, 96, 150),
+        kvm_case(16, 48, 50),
+    ]
+
+
+def grid(quick, which='default'):
+    if which == 'holdout':
+        return holdout_grid()
     if quick:
         return [
             linux_case('seq', 32, 32, 128, 300, ram=512),
@@ -378,20 +402,25 @@ def log_v2_to_v1(src, dst):
             g.write(line)
 
 
-def run_report(log, case, bt_report):
+def run_report(log, case, bt_report, calibration=None):
     """bt-report's prediction for @case; returns (json, how it was run)."""
-    def run(path):
+    def run(path, calib):
         cmd = [PY, bt_report, path, '--json',
                '--bandwidth', f"{case['bandwidth_mib_s']}MiB/s",
                '--downtime-limit', str(case['downtime_ms'])]
+        if calib:
+            cmd += ['--calibration', calib]
         cmd += shlex.split(os.environ.get('BT_REPORT_ARGS', ''))
         return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    cmd, r = run(log)
+    cmd, r = run(log, calibration)
     how = {'command': cmd}
+    if r.returncode != 0 and calibration and 'unrecognized arguments: --calibration' in r.stderr:
+        cmd, r = run(log, None)
+        how = {'command': cmd, 'calibration': 'this bt-report has no --calibration'}
     if r.returncode != 0 and "unsupported format 'v2'" in r.stderr:
         v1 = log + '.v1'
         log_v2_to_v1(log, v1)
-        cmd, r = run(v1)
+        cmd, r = run(v1, None)
         how = {'command': cmd, 'converted': 'v2 log down-converted to v1 '
                '(zero-page data dropped): this bt-report reads only v1'}
     if r.returncode != 0:
@@ -578,7 +607,7 @@ def run_case(case, args, rundir, say):
         # prediction (the destination starts meanwhile)
         dst.start()
         t = time.monotonic()
-        rep, res['report_run'] = run_report(log, case, args.bt_report)
+        rep, res['report_run'] = run_report(log, case, args.bt_report, args.use_calibration)
         res['report_s'] = round(time.monotonic() - t, 2)
         pred = rep['prediction'][0] if rep.get('prediction') else None
         res['prediction'] = pred
@@ -623,6 +652,299 @@ def run_case(case, args, rundir, say):
         dst.stop()
         shutil.rmtree(crun, ignore_errors=True)
     return res
+
+
+# --------------------------------------------------------------------------
+# Calibration: the host's own costs, measured by migrations that are not
+# the grid's (no workload running, or none that matters), on the same host
+# and the same loopback link.  What the simulator needs (scripts/btrace/
+# simulate.py) and where each figure comes from:
+#
+#   normal_page_s  the migration thread's time per normal page with no rate
+#                  limit (ram_save_target_page -> save_normal_page: the
+#                  bitmap search, the header, the page into the QEMUFile's
+#                  iovec, the flush to the socket, the destination taking it
+#                  off the loopback); link_bandwidth = (page + 8) / it
+#   zero_page_s    the same for a zero page (save_zero_page: buffer_is_zero
+#                  over the page, a 9-byte record)
+#                  Both from two paused guests (the VM stopped, so nothing
+#                  dirties RAM: one pass, pre-copy with nothing to throttle),
+#                  RAM mostly non-zero (bt.fill) and mostly zero: the span
+#                  from the setup sync (migration_bitmap_sync_end, in
+#                  ram_init_bitmaps) to the stop (migration_completion_vm_stop)
+#                  is the pages sent, ram.normal and ram.duplicate count
+#                  them: two equations, two unknowns.
+#   setup_s        query-migrate's total-time minus what followed the setup
+#                  sync (qmp_migrate / migrate_init -> migration_thread ->
+#                  qemu_savevm_state_setup -> ram_init_bitmaps), per accel
+#   completion_s   the downtime of a migration with nothing left to send
+#                  (downtime-limit 1 ms: the last pre-copy sync leaves
+#                  nothing): migration_stop_vm (vm_stop_force_state),
+#                  ram_save_complete's sync, the devices' state
+#                  (qemu_savevm_state_complete_precopy_non_iterable) and the
+#                  flush; for TCG from a RUNNING guest (pause_all_vcpus is
+#                  part of it), minus the RAM it still sent at normal_page_s;
+#                  for KVM from the paused boot-block guest
+#   device_state_bytes  ram.transferred - precopy-bytes - downtime-bytes
+#                  (ram_transferred_add counts RAM only)
+#   limiter        one paused migration under a rate limit: real throughput
+#                  against max-bandwidth (a check of the rate-limit model,
+#                  recorded, not used)
+
+CALIBRATION_VERSION = 1
+UNLIMITED_MIB_S = 1 << 20      # 1 TiB/s: migration_rate_exceeded() never trips
+
+
+def calibration_runs(quick):
+    ram = 512 if quick else 1024
+    fill = 320 if quick else 768
+    reps = 1 if quick else 2
+    runs = [
+        {'name': 'tcg-nonzero', 'case': linux_case('seq', 1, 1, UNLIMITED_MIB_S, 1,
+                                                   fill=fill, ram=ram),
+         'paused': True, 'reps': reps},
+        {'name': 'tcg-zero', 'case': linux_case('seq', 1, 1, UNLIMITED_MIB_S, 1, ram=ram),
+         'paused': True, 'reps': reps},
+        # the destination's RAM populated before the pages arrive
+        # (-mem-prealloc): what a page sent again costs
+        {'name': 'tcg-nonzero-prealloc',
+         'case': linux_case('seq', 1, 1, UNLIMITED_MIB_S, 1, fill=fill, ram=ram),
+         'paused': True, 'reps': reps, 'dst_args': ['-mem-prealloc']},
+        {'name': 'tcg-zero-prealloc',
+         'case': linux_case('seq', 1, 1, UNLIMITED_MIB_S, 1, ram=ram),
+         'paused': True, 'reps': reps, 'dst_args': ['-mem-prealloc']},
+        {'name': 'kvm-paused', 'case': kvm_case(4, UNLIMITED_MIB_S, 1),
+         'paused': True, 'reps': reps},
+    ]
+    if not quick:
+        runs.append({'name': 'tcg-running',
+                     'case': linux_case('seq', 1, 1, UNLIMITED_MIB_S, 1, ram=ram),
+                     'paused': False, 'reps': 1})
+        runs.append({'name': 'tcg-limited', 'case': linux_case('seq', 1, 1, 256, 1,
+                                                               fill=256, ram=ram),
+                     'paused': True, 'reps': 1})
+    for r in runs:
+        r['case'] = dict(r['case'], name='calibrate-' + r['name'])
+    return runs
+
+
+def calibration_key(qemu):
+    st = os.stat(os.path.realpath(qemu))
+    import hashlib
+    h = hashlib.sha256()
+    with open(os.path.realpath(qemu), 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    cpu = ''
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {'version': CALIBRATION_VERSION, 'qemu_sha256': h.hexdigest(),
+            'qemu_size': st.st_size, 'host': socket.gethostname(),
+            'cpus': os.cpu_count(), 'cpu_model': cpu}
+
+
+def one_calibration_migration(run, src, dst, say):
+    case = run['case']
+    real = migrate(case, src, dst, 30, say)
+    s = real['summary']
+    if real['status'] != 'completed':
+        raise RuntimeError(f"calibration migration {real['status']}")
+    st = real.get('sync_trace') or {}
+    # the source's trace log has every migration of it: this one's events
+    # come after its migrate command (t >= 0)
+    syncs = [x for x in st.get('syncs') or [] if x['t_s'] >= 0]
+    stop = st.get('vm_stop_s')
+    qm = real['query_migrate']
+    ram = qm.get('ram', {})
+    m = {'total_s': s['total_ms'] / 1000, 'setup_time_s': s['setup_ms'] / 1000,
+         'downtime_s': s['downtime_ms'] / 1000, 'normal': s['ram_normal_pages'],
+         'zero': s['ram_duplicate_pages'], 'transferred': s['ram_transferred'],
+         'precopy_bytes': s['precopy_bytes'], 'downtime_bytes': s['downtime_bytes'],
+         'dirty_sync_count': s['dirty_sync_count'], 'mbps': s['mbps'],
+         'page_size': ram.get('page-size', 4096),
+         'max_bandwidth': real['parameters'].get('max-bandwidth'),
+         'timeline': real['timeline']}
+    if syncs and stop is not None:
+        m['setup_sync_s'] = syncs[0]['t_s']
+        m['send_s'] = stop - syncs[0]['t_s']       # setup sync -> vm stop
+        m['stop_s'] = stop
+        m['setup_s'] = m['total_s'] - m['downtime_s'] - m['send_s']
+    m['device_state_bytes'] = (m['transferred'] - (m['precopy_bytes'] or 0) -
+                               (m['downtime_bytes'] or 0))
+    return m
+
+
+def run_calibration(args, rundir, quick):
+    """Migrate the calibration guests; returns the raw measurements."""
+    kvm_why = kvm_unusable_reason()
+    raw = {}
+    for run in calibration_runs(quick):
+        case = run['case']
+        def say(msg, _n=run['name']):
+            print(f'  [calibrate {_n}] {msg}', flush=True)
+        if case['accel'] == 'kvm' and kvm_why:
+            say(f'skipped: KVM: {kvm_why}')
+            continue
+        ms = []
+        errors = []
+        for k in range(run['reps']):
+            # a fresh source each time: QEMU refuses to migrate a VM paused
+            # by an earlier migration
+            outdir = os.path.join(args.calib_dir, f"{run['name']}-{k}")
+            shutil.rmtree(outdir, ignore_errors=True)
+            os.makedirs(outdir)
+            crun = tempfile.mkdtemp(prefix='cal-' + run['name'] + '.', dir=rundir)
+            cmd = guest_cmd(case, args.qemu, args.build, outdir)
+            src = Qemu('src', cmd, crun, outdir, SRC_TRACE_EVENTS)
+            dst = Qemu('dst', cmd + ['-incoming', 'defer'] + run.get('dst_args', []),
+                       crun, outdir)
+            try:
+                src.start()
+                src.await_console(READY[case['guest']], 180, FAILED[case['guest']])
+                if case['guest'] == 'linux' and not run['paused']:
+                    time.sleep(1.0)
+                if run['paused']:
+                    src.cmd_('stop')
+                dst.start()
+                m = one_calibration_migration(run, src, dst, say)
+                ms.append(m)
+                say(f"total {m['total_s'] * 1000:.0f} ms, setup-time {m['setup_time_s'] * 1000:.0f}"
+                    f" ms, send {m.get('send_s', 0) * 1000:.1f} ms, downtime "
+                    f"{m['downtime_s'] * 1000:.0f} ms, normal {m['normal']}, zero {m['zero']}, "
+                    f"{m['mbps']:.0f} Mbit/s, max-bandwidth {m['max_bandwidth']}")
+            except Exception as e:  # noqa: BLE001
+                errors.append(f'{type(e).__name__}: {e}')
+                say(f'error: {errors[-1]}')
+            finally:
+                src.stop()
+                dst.stop()
+                shutil.rmtree(crun, ignore_errors=True)
+        raw[run['name']] = {'case': case, 'paused': run['paused'], 'runs': ms,
+                            'errors': errors}
+    return raw
+
+
+def derive_calibration(raw):
+    """The simulator's parameters from the calibration migrations."""
+    med = statistics.median
+
+    def runs(name):
+        r = raw.get(name) or {}
+        return [m for m in r.get('runs', []) if m.get('send_s') is not None]
+
+    out = {}
+
+    def solve(a, b):
+        """send_s = normal x Tn + zero x Tz, one equation per run (the
+        medians of its repetitions): Cramer's rule."""
+        an, az, at = (med([m[k] for m in a]) for k in ('normal', 'zero', 'send_s'))
+        bn, bz, bt = (med([m[k] for m in b]) for k in ('normal', 'zero', 'send_s'))
+        det = an * bz - az * bn
+        return (at * bz - az * bt) / det, (an * bt - at * bn) / det
+
+    a, b = runs('tcg-nonzero'), runs('tcg-zero')
+    if not a or not b:
+        raise RuntimeError('calibration: the paused TCG migrations failed: ' +
+                           '; '.join(str((raw.get(n) or {}).get('errors')) for n in
+                                     ('tcg-nonzero', 'tcg-zero')))
+    ps = a[0]['page_size']
+    # into a fresh destination: every page is new there
+    tn, tz = solve(a, b)
+    if tn <= 0:
+        raise RuntimeError(f'calibration: a normal page costs {tn:g} s: too noisy')
+    tz = max(tz, 0.0)
+    # into a preallocated one: what a page the destination already has costs
+    pa, pb = runs('tcg-nonzero-prealloc'), runs('tcg-zero-prealloc')
+    if pa and pb:
+        rn, rz = solve(pa, pb)
+    elif pa:
+        rn, rz = (med([m['send_s'] for m in pa]) - med([m['zero'] for m in pa]) * tz) / \
+            med([m['normal'] for m in pa]), tz
+    else:
+        rn, rz = tn, tz
+    rn = min(max(rn, 1e-9), tn)
+    rz = min(max(rz, 0.0), tz)
+    out['first_page_s'] = tn
+    out['zero_page_total_s'] = tz
+    out['normal_page_s'] = rn
+    out['zero_page_again_s'] = rz
+    out['link_bandwidth'] = (ps + 8) / rn
+    # the simulator charges every page its wire bytes at link_bandwidth, a
+    # zero page also zero_page_s, and a page new to the destination also
+    # first_touch_s (normal) or zero_first_touch_s (zero)
+    out['zero_page_s'] = max(rz - 9 / out['link_bandwidth'], 0.0)
+    out['first_touch_s'] = max(tn - rn, 0.0)
+    out['zero_first_touch_s'] = max(tz - rz, 0.0)
+    out['page_cpu_s'] = 0.0        # inside the figures above
+    out['device_state_bytes'] = int(med([m['device_state_bytes'] for m in a + b]))
+    setup = {'tcg': med([m['setup_s'] for m in a + b + pa + pb])}
+    # paused: nothing was sent in the downtime but the devices' state
+    completion = {'tcg-paused': med([m['downtime_s'] for m in a + b + pa + pb])}
+    c = runs('tcg-running')
+    if c:
+        ram_s = [max(m['downtime_bytes'] or 0, 0) / out['link_bandwidth'] for m in c]
+        completion['tcg'] = med([max(m['downtime_s'] - r, 0.0) for m, r in zip(c, ram_s)])
+        setup['tcg-running'] = med([m['setup_s'] for m in c])
+    else:
+        completion['tcg'] = completion['tcg-paused']
+    k = runs('kvm-paused')
+    if k:
+        setup['kvm'] = med([m['setup_s'] for m in k])
+        completion['kvm'] = med([m['downtime_s'] for m in k])
+    out['setup_s'] = setup
+    out['completion_s'] = completion
+    lim = runs('tcg-limited')
+    if lim:
+        m = lim[0]
+        bw = raw['tcg-limited']['case']['bandwidth_mib_s'] * MIB
+        sent = (m['transferred'] - m['device_state_bytes'])
+        out['limiter_check'] = {'max_bandwidth': bw, 'bytes': sent, 'send_s': m['send_s'],
+                                'throughput': sent / m['send_s'] if m['send_s'] else None}
+    return out
+
+
+def calibrate(args, rundir, quick, force=False):
+    """Cached calibration: OUT/calibration.json, keyed by the QEMU binary and
+    the host; runs it when missing, stale or forced."""
+    path = args.calibration_file
+    key = calibration_key(args.qemu_orig)
+    if not force and os.path.exists(path):
+        try:
+            doc = json.load(open(path))
+            if doc.get('key') == key and (quick or not doc.get('quick')):
+                print(f'validate: calibration from {path} (cached)', flush=True)
+                return doc
+        except (OSError, ValueError):
+            pass
+    print(f'validate: calibrating (workload-free migrations on this host; '
+          f'{"quick" if quick else "full"})', flush=True)
+    t = time.monotonic()
+    raw = run_calibration(args, rundir, quick)
+    derived = derive_calibration(raw)
+    doc = {'key': key, 'quick': quick, 'when': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+           'wall_s': round(time.monotonic() - t, 1), 'raw': raw}
+    doc.update(derived)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(doc, f, indent=1)
+    os.replace(path + '.tmp', path)
+    print('validate: calibration: ' + calibration_summary(doc), flush=True)
+    return doc
+
+
+def calibration_summary(doc):
+    return (f"link {doc['link_bandwidth'] / 1e6:.0f} MB/s (normal page sent again "
+            f"{doc['normal_page_s'] * 1e6:.2f} us, first time "
+            f"{doc['first_page_s'] * 1e6:.2f} us), zero page {doc['zero_page_again_s'] * 1e6:.2f}"
+            f" us (first time {doc['zero_page_total_s'] * 1e6:.2f} us), setup " + ', '.join(f'{k} {v * 1000:.1f} ms' for k, v in doc['setup_s'].items())
+            + ', completion ' + ', '.join(f'{k} {v * 1000:.1f} ms'
+                                          for k, v in doc['completion_s'].items())
+            + f", device state {doc['device_state_bytes'] / 1024:.0f} KiB")
 
 
 # --------------------------------------------------------------------------
@@ -810,7 +1132,7 @@ def rescore(args):
         if not os.path.exists(log):   # the results directory was moved
             log = os.path.join(base, r['case']['name'], 'dirty.log')
         try:
-            rep, r['report_run'] = run_report(log, r['case'], args.bt_report)
+            rep, r['report_run'] = run_report(log, r['case'], args.bt_report, args.use_calibration)
         except (RuntimeError, OSError, ValueError) as e:
             r['error'] = f'rescore: {e}'
             r.pop('comparison', None)
@@ -846,19 +1168,35 @@ def main():
                     'writes results-rescored.json beside it')
     ap.add_argument('--show', metavar='JSON',
                     help='only print the table of an earlier results.json')
+    ap.add_argument('--grid', choices=('default', 'holdout'), default='default',
+                    help='the default grid, or the held-out one (other guest sizes, rates, '
+                    'bandwidths and downtime limits, never tuned on)')
+    ap.add_argument('--calibrate', action='store_true',
+                    help='(re)run the calibration migrations and exit (make validate runs '
+                    'them first when the cache is missing or stale)')
+    ap.add_argument('--calibration-file', metavar='JSON',
+                    help='the calibration cache (default BUILD/validate/calibration.json)')
+    ap.add_argument('--no-calibration', action='store_true',
+                    help="predict with bt-report's uncalibrated defaults")
     args = ap.parse_args()
     if args.show:
         doc = json.load(open(args.show))
         print(table(doc['cases'], summarise(doc['cases'])))
         return 0
     args.bt_report = os.environ.get('BT_REPORT') or os.path.join(TOP, 'scripts/bt-report')
-    if args.rescore:
-        return rescore(args)
     args.build = os.path.abspath(os.environ.get('BUILD') or os.path.join(TOP, 'build'))
+    args.calibration_file = os.path.abspath(
+        args.calibration_file or os.path.join(args.build, 'validate', 'calibration.json'))
+    args.calib_dir = os.path.join(os.path.dirname(args.calibration_file), 'calibration')
+    args.use_calibration = None
+    if args.rescore:
+        if not args.no_calibration and os.path.exists(args.calibration_file):
+            args.use_calibration = args.calibration_file
+        return rescore(args)
     args.qemu = os.environ.get('QEMU') or os.path.join(args.build, 'qemu-system-x86_64')
     args.out = os.path.abspath(args.out or os.path.join(args.build, 'validate'))
 
-    cases = grid(args.quick)
+    cases = grid(args.quick, args.grid)
     if args.cases:
         cases = [c for c in cases if re.search(args.cases, c['name'])]
     if args.list:
@@ -868,7 +1206,7 @@ def main():
     if not os.access(args.qemu, os.X_OK):
         print(f'validate: {args.qemu} not built (make, or QEMU=...)', file=sys.stderr)
         return 2
-    if any(c['guest'] == 'linux' for c in cases):
+    if args.calibrate or not args.no_calibration or any(c['guest'] == 'linux' for c in cases):
         r = subprocess.run(['bash', os.path.join(TOP, 'scripts/guest.sh')],
                            env={**os.environ, 'BUILD': args.build},
                            capture_output=True, text=True)
@@ -884,7 +1222,15 @@ def main():
     qemu_copy = os.path.join(rundir, 'qemu-system-x86_64')
     shutil.copy2(os.path.realpath(args.qemu), qemu_copy)
     qemu_orig, args.qemu = args.qemu, qemu_copy
+    args.qemu_orig = qemu_orig
     kvm_why = kvm_unusable_reason()
+    calibration = None
+    if args.calibrate or not args.no_calibration:
+        calibration = calibrate(args, rundir, args.quick, force=args.calibrate)
+        args.use_calibration = args.calibration_file
+        print('validate: calibration: ' + calibration_summary(calibration), flush=True)
+        if args.calibrate:
+            return 0
 
     t_all = time.monotonic()
     results = []
@@ -896,6 +1242,10 @@ def main():
                'qemu': qemu_orig, 'host': {'cpus': os.cpu_count(),
                                            'kvm_unusable': kvm_why},
                'bt_report': args.bt_report,
+               'grid': args.grid,
+               'calibration': ({k: v for k, v in calibration.items() if k != 'raw'}
+                               if calibration else None),
+               'calibration_file': args.use_calibration,
                'rounds_mapping': 'real rounds = dirty-sync-count - 2 (completed: '
                                  'setup sync in ram_init_bitmaps + one '
                                  'ram_state_pending_exact sync ending each round + '

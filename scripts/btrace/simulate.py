@@ -45,12 +45,20 @@ SENDING (ram_save_iterate, ram_find_and_save_block, find_dirty_block)
     zero pages as normal pages.
   - Time: the bytes go at the link bandwidth (--link-bandwidth); every page
     costs the migration thread's own time (--page-cpu-us: the bitmap search
-    and clear, the header, the stats); a zero page also the CPU time of
+    and clear, the header, the stats); a normal page the destination never
+    had also its fault-in there (--first-touch-us: ram_load_precopy reads
+    it with qemu_get_buffer straight into a host page not yet populated;
+    on a loopback link the source waits for it, the socket buffer being
+    small next to a round; a zero page to a page the destination never had,
+    --zero-first-touch-us, the read fault of ram_handle_zero's
+    buffer_is_zero there); a zero page also the CPU time of
     buffer_is_zero() over the page: from the log's zero-us when it has them
     (v2: the scan time of the trace's pages over the zero pages found, an
     upper bound as the non-zero pages' early exits are counted in), else
     --zero-scan-rate.  query-migrate's total-time also counts the setup
-    (--setup-time).
+    (--setup-time).  scripts/validate.py --calibrate measures all of these
+    on a host (bt-report --calibration); without it the link is an assumed
+    10 Gbit/s and the other costs come from the log or are left out.
 
 THE RATE LIMIT (migration-stats.c, migration.c)
   - migration_rate_set: rate_limit_max = max-bandwidth / XFER_LIMIT_RATIO
@@ -90,9 +98,14 @@ DIRTY TRACKING AND THE KVM LAZY CLEAR
     writes to chunks not yet reached are absorbed too.
   - After the stop, ram_save_complete syncs once more (the last
     dirty-sync-count) and sends every page left ignoring the rate limit, at
-    the link bandwidth; then the devices' state (--device-state, a guess:
-    query-migrate's ram.downtime-bytes against the total shows the real
-    figure).  Each sync costs the mean sync-us of the trace.
+    the link bandwidth; then the devices' state (--device-state, a guess
+    unless calibrated: ram.transferred - precopy-bytes - downtime-bytes, as
+    ram_transferred_add counts only RAM in those two).  Each sync costs the
+    mean sync-us of the trace.  Calibrated (--completion-time), the downtime
+    is that measured fixed part (vm_stop_force_state, the final sync, the
+    devices' state, the flush) plus the RAM pages left at the link.
+    downtime_bytes is RAM only, as query-migrate's; sent_bytes adds the
+    devices' state, as ram.transferred does.
 
 THE GUEST'S WRITES
   - Window i of the trace (iterations 1..N) lists the pages written between
@@ -175,20 +188,27 @@ DEFAULTS = {
     'avail_switchover_bandwidth': 0,
     'clear_bitmap_shift': 18,              # CLEAR_BITMAP_SHIFT_DEFAULT
     'zero_page_detection': 'multifd',
-    # The three costs below were fitted on this project's 2-core development
-    # machine to two real loopback migrations (a 256 MiB KVM guest, a 512
-    # MiB TCG one, max-bandwidth 128 MiB/s, downtime-limit 300 ms): the
-    # downtime-bytes over the downtime (~425 and ~510 MB/s once the KVM
-    # vm_stop is taken out: the destination faulting in fresh RAM bounds a
-    # loopback "link"), the KVM guest's bulk round, mostly zero pages, 158
-    # ms where the rate limit explains ~100 (0.8 us a page), and
-    # query-migrate's setup-time.  Two cases fit are not a validation:
-    # measure your own with a real migration.
-    'link_bandwidth': 450e6,               # also the stop-and-copy throughput
-    'page_cpu_s': 0.8e-6,                  # the migration thread's own time per page
-    'setup_s': None,                       # setup-time: 25 ms kvm, 1 ms else (measured)
+    # The host's costs.  None of them is read off a validation run: measure
+    # them on your host with scripts/validate.py --calibrate (workload-free
+    # migrations: a paused guest, RAM mostly non-zero, mostly zero, into a
+    # fresh and into a preallocated destination) and pass its JSON with
+    # bt-report --calibration; without it, the defaults are stated
+    # assumptions, or the log's own measurements.
+    'link_bandwidth': 1.25e9,              # bytes/s with no rate limit: a 10 Gbit/s link (assumed)
+    'page_cpu_s': 0.0,                     # the migration thread's own time per page (calibrated)
+    'zero_page_s': None,                   # a zero page's own time: the log's zero-us, else
+                                           # page / zero_scan_rate
+    'first_touch_s': 0.0,                  # a normal page new to the destination: its fault-in
+                                           # there (calibrated; 0: not modelled)
+    'zero_first_touch_s': 0.0,             # a zero page to a page the destination never
+                                           # received: its read fault there (calibrated)
+    'setup_s': None,                       # setup-time: the log's mean sync-us (the setup sync),
+                                           # else 1 ms
+    'completion_s': None,                  # the downtime's fixed part (vm stop, final sync,
+                                           # device state, flush): calibrated, else the log's
+                                           # sync-us + device_state_bytes at link_bandwidth
     'zero_scan_rate': 8e9,                 # buffer_is_zero() bytes/s, when the log has no zero-us
-    'device_state_bytes': 256 * 1024,
+    'device_state_bytes': 256 * 1024,      # a guess; calibrated: measured
     'sync_s': None,                        # from the log, else 1 ms
     'max_time_s': 600.0,
     'max_rounds': 1000,
@@ -334,7 +354,10 @@ class Simulation:
         # detects zero pages like legacy (ram_save_target_page)
         self.zdp_none = p.zero_page_detection == 'none'
         self.link = float(p.link_bandwidth)
-        if tr.zero_page_s is not None:
+        if p.zero_page_s is not None:
+            self.zero_page_s = float(p.zero_page_s)
+            self.zero_cost_source = 'parameter'
+        elif tr.zero_page_s is not None:
             self.zero_page_s = tr.zero_page_s
             self.zero_cost_source = 'log'
         else:
@@ -350,6 +373,14 @@ class Simulation:
         self.npending = n
         self.zero = tr.zero0.copy()
         self.logged = np.zeros(n, dtype=bool)       # set in the dirty log (KVM / ram_list)
+        # normal pages the destination has received: the first one into a
+        # page faults the destination's RAM in (ram_load_precopy reads the
+        # page straight into the host page, qemu_get_buffer); later ones do not
+        self.at_dest = np.zeros(n, dtype=bool)
+        # any page record received: a zero page's check there
+        # (ram_handle_zero -> buffer_is_zero) reads the host page, a read
+        # fault the first time
+        self.seen_dest = np.zeros(n, dtype=bool)
         self.snap = np.zeros(n, dtype=bool)         # reported by the last sync, not cleared yet
         self.clear_pending = np.zeros(self.nchunks, dtype=bool)   # rb->clear_bmap
         if self.lazy:
@@ -457,6 +488,10 @@ class Simulation:
             is_zero = self.zero[idx] & (not self.zdp_none)
             wire = HEADER + np.where(change, 1 + self.tr.idlen[blk], 0) + np.where(is_zero, 1, ps)
             ptime = wire / link + np.where(is_zero, self.zero_page_s, 0.0) + self.p.page_cpu_s
+            if self.p.first_touch_s or self.p.zero_first_touch_s:
+                ptime = ptime + np.where(
+                    is_zero, np.where(self.seen_dest[idx], 0.0, self.p.zero_first_touch_s),
+                    np.where(self.at_dest[idx], 0.0, self.p.first_touch_s))
             cbytes = np.cumsum(wire)
             ctime = elapsed + np.cumsum(ptime)
             m = len(idx)
@@ -483,6 +518,8 @@ class Simulation:
                 break
             sent = idx[:stop]
             self.pending[sent] = False
+            self.at_dest[sent[~is_zero[:stop]]] = True
+            self.seen_dest[sent] = True
             self.npending -= stop
             self.cursor = int(sent[-1]) + 1
             if self.cursor >= self.tr.npages:
@@ -534,7 +571,9 @@ class Simulation:
         self.wb = setup_bytes           # bytes counted in this window
         # The first window began when the migration thread started, before
         # the setup (update_iteration_initial_status in migration_thread)
-        setup = p.setup_s if p.setup_s is not None else (0.025 if self.lazy else 0.001)
+        # qmp_migrate (migrate_init: start_time) to the setup sync: the
+        # connection, migration_thread, qemu_savevm_state_setup
+        setup = p.setup_s if p.setup_s is not None else self.sync_s
         ws = -setup                     # the window's start (iteration_start_time)
         threshold = 0.0                 # s->threshold_size, 0 at migrate_init
         total_bytes = setup_bytes
@@ -642,15 +681,26 @@ class Simulation:
         stop_t = t
         if series is not None:
             series.append((t, self.npending * ps, 'stop'))
+        # migration_completion_precopy: migration_stop_vm (vm_stop_force_state),
+        # then qemu_savevm_state_complete_precopy: ram_save_complete (the
+        # final sync, every page left, rate limit off: migration_rate_set(
+        # RATE_LIMIT_DISABLED) in migration_switchover_start), the devices'
+        # state (qemu_savevm_state_complete_precopy_non_iterable), the
+        # flush; migration_completion_end ends the downtime.  completion_s,
+        # when calibrated, is all of that but the RAM pages.
         found = self.sync(t)
-        t += self.sync_s
+        t += self.sync_s if p.completion_s is None else 0.0
         left = self.npending
         if series is not None:
             series.append((t, left * ps, 'final-sync'))
         dt, nb, nn, nz = self.send(t, False)
         t += dt + 8 / self.link                          # + RAM_SAVE_FLAG_EOS
         nb += 8
-        t += p.device_state_bytes / self.link
+        ram_downtime_bytes = nb      # ram_transferred_add: RAM only in downtime-bytes
+        if p.completion_s is None:
+            t += p.device_state_bytes / self.link
+        else:
+            t += p.completion_s
         nb += p.device_state_bytes
         if series is not None:
             series.append((t, self.npending * ps, 'done'))
@@ -658,7 +708,8 @@ class Simulation:
         res.update(
             rounds=len(rounds), round_s=[r['length_s'] for r in rounds],
             total_s=setup + t, setup_s=setup, downtime_s=downtime, sent_bytes=total_bytes + nb,
-            downtime_bytes=nb, final_dirty_pages=found, final_pages=left,
+            downtime_bytes=ram_downtime_bytes, device_state_bytes=p.device_state_bytes,
+            final_dirty_pages=found, final_pages=left,
             normal_pages=total_normal + nn, zero_pages=total_zero + nz,
             switchover_s=setup + stop_t, dirty_sync_count=self.syncs)
         return res

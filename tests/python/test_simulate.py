@@ -123,6 +123,58 @@ class WrittenWhileAsleep(unittest.TestCase):
                          + 31 * ZERO + NORMAL + ITER + NORMAL + 8)
 
 
+class HostCosts(unittest.TestCase):
+    """The calibrated host costs: a page new to the destination, the
+    downtime's fixed part."""
+
+    def test_first_touch_once_per_page(self):
+        # A link of 4104000 B/s: a normal page's 4104 wire bytes take 1 ms.
+        # A page new to the destination costs 0.5 ms more.  No rate limit:
+        # the first ram_save_iterate sends all 64 pages (MAX_WAIT is checked
+        # at page 0 only), 64 x 1.5 ms + the block name (4 bytes) and the
+        # iterate overhead at the link: 96 ms, under BUFFER_DELAY, so the
+        # threshold is still 0 and nothing is pending: the VM stops without
+        # a mid-migration sync.  Pages 0-3 were written at t = 0 (window 1's
+        # start): the final sync finds them, and they go again in the
+        # downtime at the link only: the destination has them.
+        link = 4104000.0
+        _, _, tr = build(one_block(64, [(100, [0, 1, 2, 3], [])] + empty_windows(9, 100)[1:]))
+        r = run(tr, max_bandwidth=0, link_bandwidth=link, first_touch_s=0.5e-3)
+        bulk = (64 * NORMAL + 4 + ITER) / link + 64 * 0.5e-3
+        down = (4 * NORMAL + 8) / link
+        self.assertEqual(r['normal_pages'], 68)
+        self.assertEqual(r['final_pages'], 4)
+        self.assertAlmostEqual(r['downtime_s'], down, places=12)
+        self.assertAlmostEqual(r['total_s'], bulk + down, places=12)
+
+    def test_zero_page_first_touch(self):
+        # Pages 32-63 zero, their scan free (zero_page_s=0): each normal
+        # page costs 2 us more the first time, each zero page 1 us more (the
+        # destination's check reads a page it never had).
+        text = one_block(64, empty_windows(10, 100), baseline_zero=list(range(32, 64)))
+        _, _, tr = build(text)
+        r = run(tr, max_bandwidth=0, zero_page_s=0.0, first_touch_s=2e-6,
+                zero_first_touch_s=1e-6)
+        bulk = 32 * NORMAL + 4 + 32 * ZERO + ITER
+        self.assertEqual(r['zero_page_cost_from'], 'parameter')
+        self.assertAlmostEqual(r['total_s'], bulk / L + 32 * 2e-6 + 32 * 1e-6 + 8 / L,
+                               places=12)
+
+    def test_completion_time(self):
+        # A measured fixed downtime (vm stop, final sync, device state,
+        # flush) of 5 ms replaces the sync's 2 ms and the device state at
+        # the link; the device state's bytes still count in sent_bytes
+        # (ram.transferred) but not in downtime_bytes (ram_transferred_add
+        # counts RAM only): 8 bytes of RAM_SAVE_FLAG_EOS.
+        _, _, tr = build(one_block(64, empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0, device_state_bytes=1000, completion_s=0.005, sync_s=0.002)
+        bulk = 64 * NORMAL + 4 + ITER
+        self.assertAlmostEqual(r['downtime_s'], 8 / L + 0.005, places=12)
+        self.assertEqual(r['downtime_bytes'], 8)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + bulk + 8 + 1000)
+        self.assertAlmostEqual(r['total_s'], 0.002 + bulk / L + 8 / L + 0.005, places=12)
+
+
 class RateLimit(unittest.TestCase):
     """128 pages, max-bandwidth 1e6 bytes/s: rate_limit_max = 1e5 bytes a
     100 ms window (migration_rate_set).  migration_rate_exceeded() sees the
