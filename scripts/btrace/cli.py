@@ -154,13 +154,18 @@ printed) or the pictures or CSV files cannot be written, 2 on a usage error.
     ap.add_argument('--page-cpu-us', type=float, default=None, metavar='US',
                     help="the migration thread's own time per page sent, us (default: "
                          'calibrated, else 0: not modelled)')
-    ap.add_argument('--first-touch-us', type=float, default=None, metavar='US',
-                    help='the extra time of a normal page the destination has not had yet '
-                         '(its RAM faulted in), us (default: calibrated, else 0)')
-    ap.add_argument('--zero-first-touch-us', type=float, default=None, metavar='US',
-                    help='the extra time of a zero page to a page the destination has not '
-                         'had (its check reads the page: a fault), us (default: calibrated, '
-                         'else 0)')
+    ap.add_argument('--dest-page-us', type=float, default=None, metavar='US',
+                    help='the destination\'s time for a normal page it has had, us '
+                         '(default: calibrated, else 0: the destination is not modelled)')
+    ap.add_argument('--dest-first-page-us', type=float, default=None, metavar='US',
+                    help='... for a normal page new to it (its RAM faulted in), us')
+    ap.add_argument('--dest-zero-us', type=float, default=None, metavar='US',
+                    help='... for a zero page, us')
+    ap.add_argument('--dest-zero-first-us', type=float, default=None, metavar='US',
+                    help='... for a zero page to a page it never had, us')
+    ap.add_argument('--socket-buffer', type=parse_bytes, default=None, metavar='BYTES',
+                    help='bytes in flight before the source\'s write blocks (default: '
+                         'calibrated, from the host\'s TCP buffer sysctls, else 8MiB)')
     ap.add_argument('--zero-page-us', type=float, default=None, metavar='US',
                     help="a zero page's own time, us (default: calibrated, else the log's "
                          'zero-us per zero page, else page size / --zero-scan-rate)')
@@ -259,14 +264,18 @@ def host_costs(args, accel):
     for name, opt, key, scale, pa in (
             ('link_bandwidth', args.link_bandwidth, 'link_bandwidth', 1.0, False),
             ('page_cpu_s', args.page_cpu_us, 'page_cpu_s', 1e-6, False),
-            ('first_touch_s', args.first_touch_us, 'first_touch_s', 1e-6, False),
-            ('zero_first_touch_s', args.zero_first_touch_us, 'zero_first_touch_s', 1e-6, False),
+            ('dest_page_s', args.dest_page_us, 'dest_page_s', 1e-6, False),
+            ('dest_first_page_s', args.dest_first_page_us, 'dest_first_page_s', 1e-6, False),
+            ('dest_zero_s', args.dest_zero_us, 'dest_zero_s', 1e-6, False),
+            ('dest_zero_first_s', args.dest_zero_first_us, 'dest_zero_first_s', 1e-6, False),
+            ('socket_buffer_bytes', args.socket_buffer, 'socket_buffer_bytes', 1.0, False),
             ('zero_page_s', args.zero_page_us, 'zero_page_s', 1e-6, False),
             ('setup_s', args.setup_time, 'setup_s', 1.0, True),
             ('completion_s', args.completion_time, 'completion_s', 1.0, True),
             ('device_state_bytes', args.device_state, 'device_state_bytes', 1.0, False)):
         out[name], src[name] = pick(opt, key, scale, pa)
     out['device_state_bytes'] = int(out['device_state_bytes'])
+    out['socket_buffer_bytes'] = int(out['socket_buffer_bytes'])
     return out, src
 
 

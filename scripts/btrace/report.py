@@ -152,8 +152,11 @@ def print_simulation(w, res, preds, show_rounds):
         w(f'  host costs ' + (f'from the calibration {s["calibration"]}' if s.get('calibration')
                               else 'not calibrated (scripts/validate.py --calibrate, then '
                                    '--calibration FILE, for an accurate prediction)')
-          + f': first touch of a page at the destination {hc["first_touch_s"] * 1e6:.2f} us, '
-          f'per page {hc["page_cpu_s"] * 1e6:.2f} us, setup '
+          + f': destination per normal page {hc["dest_page_s"] * 1e6:.2f} us '
+          f'({hc["dest_first_page_s"] * 1e6:.2f} us the first time), per zero page '
+          f'{hc["dest_zero_s"] * 1e6:.2f} us ({hc["dest_zero_first_s"] * 1e6:.2f} us), '
+          f'socket buffer {hc["socket_buffer_bytes"] // 1024} KiB; source per page '
+          f'{hc["page_cpu_s"] * 1e6:.2f} us, setup '
           + (f'{hc["setup_s"] * 1000:.1f} ms' if hc['setup_s'] is not None else 'the sync time')
           + ', downtime fixed part '
           + (f'{hc["completion_s"] * 1000:.1f} ms' if hc['completion_s'] is not None

@@ -45,18 +45,23 @@ SENDING (ram_save_iterate, ram_find_and_save_block, find_dirty_block)
     zero pages as normal pages.
   - Time: the bytes go at the link bandwidth (--link-bandwidth); every page
     costs the migration thread's own time (--page-cpu-us: the bitmap search
-    and clear, the header, the stats); a normal page the destination never
-    had also its fault-in there (--first-touch-us: ram_load_precopy reads
-    it with qemu_get_buffer straight into a host page not yet populated;
-    on a loopback link the source waits for it, the socket buffer being
-    small next to a round; a zero page to a page the destination never had,
-    --zero-first-touch-us, the read fault of ram_handle_zero's
-    buffer_is_zero there); a zero page also the CPU time of
+    and clear, the header, the stats); a zero page also the CPU time of
     buffer_is_zero() over the page: from the log's zero-us when it has them
     (v2: the scan time of the trace's pages over the zero pages found, an
     upper bound as the non-zero pages' early exits are counted in), else
     --zero-scan-rate.  query-migrate's total-time also counts the setup
-    (--setup-time).  scripts/validate.py --calibrate measures all of these
+    (--setup-time).
+  - The destination is a stage of its own, in parallel (ram_load_precopy
+    in its incoming coroutine): a page costs it --dest-page-us, or, the
+    first time it gets a normal page, --dest-first-page-us (qemu_get_buffer
+    reads it straight into a host page not yet populated: a page fault),
+    and a zero page --dest-zero-us (ram_handle_zero's buffer_is_zero), or
+    --dest-zero-first-us for a page it never had (a read fault).  The
+    source's write blocks (qemu_fflush on a blocking socket) while more
+    than --socket-buffer bytes wait for it; the rate limit's sleep lets it
+    catch up.  So with no rate limit a migration goes at the slower of the
+    two, and under a rate limit at the limit while the destination keeps
+    up.  scripts/validate.py --calibrate measures all of these
     on a host (bt-report --calibration); without it the link is an assumed
     10 Gbit/s and the other costs come from the log or are left out.
 
@@ -198,10 +203,16 @@ DEFAULTS = {
     'page_cpu_s': 0.0,                     # the migration thread's own time per page (calibrated)
     'zero_page_s': None,                   # a zero page's own time: the log's zero-us, else
                                            # page / zero_scan_rate
-    'first_touch_s': 0.0,                  # a normal page new to the destination: its fault-in
-                                           # there (calibrated; 0: not modelled)
-    'zero_first_touch_s': 0.0,             # a zero page to a page the destination never
-                                           # received: its read fault there (calibrated)
+    # The destination, a stage of its own in parallel with the source
+    # (ram_load_precopy in the destination's incoming coroutine): its time
+    # per page, by whether it has had the page before.  The source blocks
+    # once socket_buffer_bytes are in flight (the loopback's TCP buffers).
+    # All 0 (not modelled) unless calibrated.
+    'dest_page_s': 0.0,                    # a normal page it has had
+    'dest_first_page_s': 0.0,              # a normal page new to it: its RAM faulted in
+    'dest_zero_s': 0.0,                    # a zero page (ram_handle_zero: buffer_is_zero)
+    'dest_zero_first_s': 0.0,              # ... to a page it never had (a read fault)
+    'socket_buffer_bytes': 8 * 1024 * 1024,
     'setup_s': None,                       # setup-time: the log's mean sync-us (the setup sync),
                                            # else 1 ms
     'completion_s': None,                  # the downtime's fixed part (vm stop, final sync,
@@ -377,6 +388,9 @@ class Simulation:
         # page faults the destination's RAM in (ram_load_precopy reads the
         # page straight into the host page, qemu_get_buffer); later ones do not
         self.at_dest = np.zeros(n, dtype=bool)
+        self.dest_free = 0.0                        # when the destination has loaded all sent
+        self.dest_model = any((p.dest_page_s, p.dest_first_page_s, p.dest_zero_s,
+                               p.dest_zero_first_s))
         # any page record received: a zero page's check there
         # (ram_handle_zero -> buffer_is_zero) reads the host page, a read
         # fault the first time
@@ -457,6 +471,34 @@ class Simulation:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate(out)
 
+    def _dest(self, idx, is_zero, wire, cbytes, ctime, dcur):
+        """The destination as a stage of its own: page j arrives when the
+        source has sent it (ctime_j) and is loaded (ram_load_precopy) after
+        the pages before it, D_j = max(D_j-1, arrival_j) + d_j, from dcur,
+        its work left when the batch began.  The source's write blocks while
+        more than socket_buffer_bytes are in flight (qemu_fflush ->
+        qio_channel_writev_all on a blocking socket): page j cannot leave
+        before the destination has taken everything but the last
+        socket_buffer_bytes, S_j = max(S_j-1 + s_j, D_k), k the last page more
+        than that before j (within the batch: the first ones of a batch
+        are not held back).  Returns the source's times and D (relative to
+        the call's start)."""
+        p = self.p
+        d = np.where(is_zero,
+                     np.where(self.seen_dest[idx], p.dest_zero_s, p.dest_zero_first_s),
+                     np.where(self.at_dest[idx], p.dest_page_s, p.dest_first_page_s))
+        cd = np.cumsum(d)
+        # D_j = cd_j + max(dcur, max_k<=j (arrival_k - cd_k-1))
+        dfin = cd + np.maximum(dcur, np.maximum.accumulate(ctime - (cd - d)))
+        k = np.searchsorted(cbytes, cbytes - p.socket_buffer_bytes, side='left')
+        gate = np.where(k > 0, dfin[np.maximum(k - 1, 0)], -np.inf)
+        base = ctime
+        src = base + np.maximum(0.0, np.maximum.accumulate(gate - base))
+        # arrivals later than the source-only times: the destination's
+        # finish is at least each arrival + its cost
+        dfin = np.maximum(dfin, cd + np.maximum.accumulate(src - (cd - d)))
+        return src, dfin
+
     def send(self, t, limited):
         """One ram_save_iterate (limited) or the rest of ram_save_complete.
         Returns (seconds, bytes, normal pages, zero pages); applies the
@@ -474,6 +516,7 @@ class Simulation:
         flushed = 0         # bytes flushed in this call so far
         fill = 0.0          # how full the QEMUFile's iovec / buffer is, in flushes
         count = 0           # pages sent in this call (the i of ram_save_iterate)
+        dcur = max(self.dest_free - t, 0.0)   # the destination's work left, from t
         clear_ids, clear_times = [], []
         batch = 256
         if limited and self.rate_max:
@@ -488,12 +531,10 @@ class Simulation:
             is_zero = self.zero[idx] & (not self.zdp_none)
             wire = HEADER + np.where(change, 1 + self.tr.idlen[blk], 0) + np.where(is_zero, 1, ps)
             ptime = wire / link + np.where(is_zero, self.zero_page_s, 0.0) + self.p.page_cpu_s
-            if self.p.first_touch_s or self.p.zero_first_touch_s:
-                ptime = ptime + np.where(
-                    is_zero, np.where(self.seen_dest[idx], 0.0, self.p.zero_first_touch_s),
-                    np.where(self.at_dest[idx], 0.0, self.p.first_touch_s))
             cbytes = np.cumsum(wire)
             ctime = elapsed + np.cumsum(ptime)
+            if self.dest_model:
+                ctime, dfin = self._dest(idx, is_zero, wire, cbytes, ctime, dcur)
             m = len(idx)
             stop = m
             if limited:
@@ -518,8 +559,9 @@ class Simulation:
                 break
             sent = idx[:stop]
             self.pending[sent] = False
-            self.at_dest[sent[~is_zero[:stop]]] = True
-            self.seen_dest[sent] = True
+            if self.dest_model:
+                self.at_dest[sent[~is_zero[:stop]]] = True
+                self.seen_dest[sent] = True
             self.npending -= stop
             self.cursor = int(sent[-1]) + 1
             if self.cursor >= self.tr.npages:
@@ -539,6 +581,8 @@ class Simulation:
             normal_n += stop - nz
             nbytes += int(cbytes[stop - 1])
             elapsed = float(ctime[stop - 1])
+            if self.dest_model:
+                dcur = float(dfin[stop - 1])
             count += stop
             if limited:
                 flushed = int(fb[stop - 1])
@@ -549,6 +593,8 @@ class Simulation:
         if limited:
             nbytes += ITERATE_OVERHEAD
             elapsed += ITERATE_OVERHEAD / link
+        if self.dest_model:
+            self.dest_free = t + dcur
         if not limited:
             self.applied = t + elapsed      # the VM is stopped: no writes
         elif clear_ids:

@@ -57,11 +57,14 @@ class Json(unittest.TestCase):
     def test_calibration_file(self):
         # The host costs from a calibration (per accel for setup and
         # completion); an option overrides one figure.  64 normal pages,
-        # TCG log, nothing written: total = setup 3 ms + bulk at the link
-        # (2e9 B/s) + 64 x 1 us first touch + EOS + completion 4 ms.
+        # TCG log, nothing written: total = setup 3 ms + the setup sync
+        # (10 us) + bulk at the link (2e9 B/s) + EOS + completion 4 ms (the
+        # destination, at 1 us a page, keeps up: a page leaves the source
+        # every 2.05 us).
         text = synth.make_log([('ram', 64, [(0, 64)])], empty_windows(10, 100))
-        cal = {'link_bandwidth': 2e9, 'page_cpu_s': 0.0, 'first_touch_s': 1e-6,
-               'zero_first_touch_s': 0.0, 'zero_page_s': 0.0,
+        cal = {'link_bandwidth': 2e9, 'page_cpu_s': 0.0, 'dest_first_page_s': 1e-6,
+               'dest_page_s': 1e-6, 'dest_zero_s': 0.0, 'dest_zero_first_s': 0.0,
+               'socket_buffer_bytes': 1 << 20, 'zero_page_s': 0.0,
                'setup_s': {'tcg': 0.003, 'kvm': 0.05},
                'completion_s': {'tcg': 0.004, 'kvm': 0.02}, 'device_state_bytes': 500}
         with tempfile.NamedTemporaryFile('w', suffix='.json') as f:
@@ -70,7 +73,7 @@ class Json(unittest.TestCase):
             r = self.report(text, '--bandwidth', '128MiB/s', '--calibration', f.name)
             p = r['prediction'][0]
             bulk = 64 * NORMAL + 4 + ITER
-            self.assertAlmostEqual(p['total_s'], 0.003 + 1e-5 + bulk / 2e9 + 64e-6 + 8 / 2e9
+            self.assertAlmostEqual(p['total_s'], 0.003 + 1e-5 + bulk / 2e9 + 8 / 2e9
                                    + 0.004, places=12)
             self.assertAlmostEqual(p['downtime_s'], 8 / 2e9 + 0.004, places=12)
             self.assertEqual(p['sent_bytes'], setup_bytes(['ram']) + bulk + 8 + 500)
