@@ -660,20 +660,27 @@ def run_case(case, args, rundir, say):
 # and the same loopback link.  What the simulator needs (scripts/btrace/
 # simulate.py) and where each figure comes from:
 #
-#   normal_page_s  the migration thread's time per normal page with no rate
-#                  limit (ram_save_target_page -> save_normal_page: the
-#                  bitmap search, the header, the page into the QEMUFile's
-#                  iovec, the flush to the socket, the destination taking it
-#                  off the loopback); link_bandwidth = (page + 8) / it
-#   zero_page_s    the same for a zero page (save_zero_page: buffer_is_zero
-#                  over the page, a 9-byte record)
-#                  Both from two paused guests (the VM stopped, so nothing
-#                  dirties RAM: one pass, pre-copy with nothing to throttle),
-#                  RAM mostly non-zero (bt.fill) and mostly zero: the span
-#                  from the setup sync (migration_bitmap_sync_end, in
-#                  ram_init_bitmaps) to the stop (migration_completion_vm_stop)
-#                  is the pages sent, ram.normal and ram.duplicate count
-#                  them: two equations, two unknowns.
+#   link_bandwidth, dest_page_s, dest_zero_s
+#                  a normal / zero page the destination already has, with no
+#                  rate limit (the source: ram_save_target_page ->
+#                  save_normal_page / save_zero_page; the destination:
+#                  ram_load_precopy -> qemu_get_buffer / ram_handle_zero):
+#                  paused guests (nothing dirties RAM: one pass), RAM mostly
+#                  non-zero (the demo guest with bt.fill) and mostly zero
+#                  (the boot-block guest under TCG), into a destination
+#                  started with -mem-prealloc.  The span from the setup sync
+#                  (migration_bitmap_sync_end in ram_init_bitmaps) to the
+#                  stop (migration_completion_vm_stop) is the pages sent,
+#                  ram.normal and ram.duplicate count them: two equations,
+#                  two unknowns.
+#   dest_first_page_s, dest_zero_first_s
+#                  the same into a fresh destination, whose RAM is populated
+#                  page by page as they arrive; the non-zero run under a rate
+#                  limit of LIMITED_MIB_S (with none, the destination's page
+#                  faults race the source and come out several times slower
+#                  and very noisy: recorded as first_page_unlimited_s, not
+#                  used)
+#   socket_buffer_bytes  the host's TCP sysctls (socket_buffer_bytes())
 #   setup_s        query-migrate's total-time minus what followed the setup
 #                  sync (qmp_migrate / migrate_init -> migration_thread ->
 #                  qemu_savevm_state_setup -> ram_init_bitmaps), per accel
@@ -687,12 +694,10 @@ def run_case(case, args, rundir, say):
 #                  for KVM from the paused boot-block guest
 #   device_state_bytes  ram.transferred - precopy-bytes - downtime-bytes
 #                  (ram_transferred_add counts RAM only)
-#   limiter        one paused migration under a rate limit: real throughput
-#                  against max-bandwidth (a check of the rate-limit model,
-#                  recorded, not used)
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 UNLIMITED_MIB_S = 1 << 20      # 1 TiB/s: migration_rate_exceeded() never trips
+LIMITED_MIB_S = 512            # the highest max-bandwidth of the grids
 
 
 def calibration_runs(quick):
@@ -703,8 +708,11 @@ def calibration_runs(quick):
     # non-zero pages); mostly non-zero: the demo guest with bt.fill
     zero = dict(kvm_case(4, UNLIMITED_MIB_S, 1, ram=ram), accel='tcg')
     nonzero = linux_case('seq', 1, 1, UNLIMITED_MIB_S, 1, fill=fill, ram=ram)
+    # the same under a rate limit as high as the grids' highest: the
+    # destination populating its RAM then, not racing an unlimited source
+    limited = dict(nonzero, bandwidth_mib_s=LIMITED_MIB_S)
     runs = [
-        {'name': 'tcg-nonzero', 'case': nonzero, 'paused': True, 'reps': reps},
+        {'name': 'tcg-nonzero-limited', 'case': limited, 'paused': True, 'reps': reps},
         {'name': 'tcg-zero', 'case': zero, 'paused': True, 'reps': reps},
         # the destination's RAM populated before the pages arrive
         # (-mem-prealloc): what a page it already has costs
@@ -716,28 +724,28 @@ def calibration_runs(quick):
          'paused': True, 'reps': 1 if quick else 2},
     ]
     if not quick:
+        runs.append({'name': 'tcg-nonzero', 'case': nonzero, 'paused': True, 'reps': reps})
         runs.append({'name': 'tcg-running',
                      'case': linux_case('seq', 1, 1, UNLIMITED_MIB_S, 1, ram=ram),
                      'paused': False, 'reps': 1})
-        runs.append({'name': 'tcg-limited', 'case': linux_case('seq', 1, 1, 256, 1,
-                                                               fill=256, ram=ram),
-                     'paused': True, 'reps': 1})
     for r in runs:
         r['case'] = dict(r['case'], name='calibrate-' + r['name'])
     return runs
 
 
 def socket_buffer_bytes():
-    """What a loopback TCP connection holds in flight at most: the
-    sender's send buffer (tcp_wmem's maximum) and the receiver's window, half
-    its receive buffer (tcp_rmem's maximum, tcp_adv_win_scale 1), as the
-    kernel autotunes them: a host property, read off its sysctls."""
+    """What a loopback TCP connection holds in flight before the sender's
+    write blocks: the sender's send buffer, which Linux autotunes up to
+    tcp_wmem's maximum on a fast path, and the receiver's window, half its
+    receive buffer (tcp_adv_win_scale 1), which dynamic right-sizing grows
+    only as fast as the application reads: a slow destination keeps it near
+    tcp_rmem's default.  A host property, read off its sysctls."""
     try:
         w = int(open('/proc/sys/net/ipv4/tcp_wmem').read().split()[2])
-        r = int(open('/proc/sys/net/ipv4/tcp_rmem').read().split()[2])
+        r = int(open('/proc/sys/net/ipv4/tcp_rmem').read().split()[1])
         scale = int(open('/proc/sys/net/ipv4/tcp_adv_win_scale').read())
     except (OSError, ValueError, IndexError):
-        return 8 * MIB
+        return 4 * MIB
     win = r - (r >> scale) if scale > 0 else r >> -scale
     return w + win
 
@@ -861,24 +869,33 @@ def derive_calibration(raw):
         det = an * bz - az * bn
         return (at * bz - az * bt) / det, (an * bt - at * bn) / det
 
-    a, b = runs('tcg-nonzero'), runs('tcg-zero')
+    a, b = runs('tcg-nonzero-limited'), runs('tcg-zero')
     if not a or not b:
         raise RuntimeError('calibration: the paused TCG migrations failed: ' +
                            '; '.join(str((raw.get(n) or {}).get('errors')) for n in
-                                     ('tcg-nonzero', 'tcg-zero')))
+                                     ('tcg-nonzero-limited', 'tcg-zero')))
     ps = a[0]['page_size']
-    # into a fresh destination: every page is new there
+    # into a fresh destination: every page is new there.  The non-zero run
+    # is rate-limited at LIMITED_MIB_S: its per-page figure is the
+    # destination's when it is the slower, else the limit's (an upper bound
+    # of the destination's: it kept up)
     tn, tz = solve(a, b)
     if tn <= 0:
         raise RuntimeError(f'calibration: a normal page costs {tn:g} s: too noisy')
     tz = max(tz, 0.0)
+    u = runs('tcg-nonzero')
+    if u:
+        # with no rate limit: recorded, not used (the destination's page
+        # faults race an unlimited source and come out much slower)
+        out['first_page_unlimited_s'] = solve(u, b)[0]
+    out['limited_check'] = {
+        'max_bandwidth': LIMITED_MIB_S * MIB,
+        'throughput': med([(m['transferred'] - m['device_state_bytes']) / m['send_s']
+                           for m in a])}
     # into a preallocated one: what a page the destination already has costs
     pa, pb = runs('tcg-nonzero-prealloc'), runs('tcg-zero-prealloc')
     if pa and pb:
         rn, rz = solve(pa, pb)
-    elif pa:
-        rn, rz = (med([m['send_s'] for m in pa]) - med([m['zero'] for m in pa]) * tz) / \
-            med([m['normal'] for m in pa]), tz
     else:
         rn, rz = tn, tz
     rn = min(max(rn, 1e-9), tn)
@@ -888,12 +905,11 @@ def derive_calibration(raw):
     out['normal_page_s'] = rn
     out['zero_page_again_s'] = rz
     # The simulator's source sends a normal page in (page + 8) / link;
-    # the destination, a stage of its own, takes each page in its own time:
-    # the figures above are the slower of the two stages (a paused
-    # migration with no rate limit goes at it), put on the destination,
-    # which the fresh-against-preallocated difference shows to be the
-    # slower one for pages new to it.  A zero page's scan at the source is
-    # the log's zero-us.
+    # the destination, a stage of its own, takes each page in its own time.
+    # The figures above are the slower of the two stages; they are put on
+    # the destination too, which the fresh-against-preallocated difference
+    # shows to be the slower one for pages new to it.  A zero page's scan
+    # at the source is the log's zero-us.
     out['link_bandwidth'] = (ps + 8) / rn
     out['dest_page_s'] = rn
     out['dest_first_page_s'] = tn
@@ -902,9 +918,9 @@ def derive_calibration(raw):
     out['page_cpu_s'] = 0.0
     out['socket_buffer_bytes'] = socket_buffer_bytes()
     out['device_state_bytes'] = int(med([m['device_state_bytes'] for m in a + b]))
-    setup = {'tcg': med([m['setup_s'] for m in a + pa])}
+    setup = {'tcg': med([m['setup_s'] for m in a + pa + u])}
     # paused: nothing was sent in the downtime but the devices' state
-    completion = {'tcg-paused': med([m['downtime_s'] for m in a + pa])}
+    completion = {'tcg-paused': med([m['downtime_s'] for m in a + pa + u])}
     c = runs('tcg-running')
     if c:
         ram_s = [max(m['downtime_bytes'] or 0, 0) / out['link_bandwidth'] for m in c]
@@ -918,13 +934,6 @@ def derive_calibration(raw):
         completion['kvm'] = med([m['downtime_s'] for m in k])
     out['setup_s'] = setup
     out['completion_s'] = completion
-    lim = runs('tcg-limited')
-    if lim:
-        m = lim[0]
-        bw = raw['tcg-limited']['case']['bandwidth_mib_s'] * MIB
-        sent = (m['transferred'] - m['device_state_bytes'])
-        out['limiter_check'] = {'max_bandwidth': bw, 'bytes': sent, 'send_s': m['send_s'],
-                                'throughput': sent / m['send_s'] if m['send_s'] else None}
     return out
 
 

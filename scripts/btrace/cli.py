@@ -165,7 +165,7 @@ printed) or the pictures or CSV files cannot be written, 2 on a usage error.
                     help='... for a zero page to a page it never had, us')
     ap.add_argument('--socket-buffer', type=parse_bytes, default=None, metavar='BYTES',
                     help='bytes in flight before the source\'s write blocks (default: '
-                         'calibrated, from the host\'s TCP buffer sysctls, else 8MiB)')
+                         'calibrated, from the host\'s TCP buffer sysctls, else 4MiB)')
     ap.add_argument('--zero-page-us', type=float, default=None, metavar='US',
                     help="a zero page's own time, us (default: calibrated, else the log's "
                          'zero-us per zero page, else page size / --zero-scan-rate)')

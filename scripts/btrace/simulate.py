@@ -212,7 +212,7 @@ DEFAULTS = {
     'dest_first_page_s': 0.0,              # a normal page new to it: its RAM faulted in
     'dest_zero_s': 0.0,                    # a zero page (ram_handle_zero: buffer_is_zero)
     'dest_zero_first_s': 0.0,              # ... to a page it never had (a read fault)
-    'socket_buffer_bytes': 8 * 1024 * 1024,
+    'socket_buffer_bytes': 4 * 1024 * 1024,
     'setup_s': None,                       # setup-time: the log's mean sync-us (the setup sync),
                                            # else 1 ms
     'completion_s': None,                  # the downtime's fixed part (vm stop, final sync,
