@@ -430,7 +430,7 @@ def run_report(log, case, bt_report, calibration=None):
 
 TERMINAL = ('completed', 'failed', 'cancelled')
 SRC_TRACE_EVENTS = ('migration_bitmap_sync_end', 'migrate_pending_exact',
-                    'migration_completion_vm_stop')
+                    'migration_completion_vm_stop', 'vmstate_downtime_checkpoint')
 TRACE_LINE = re.compile(r'^\d+@(\d+\.\d+):(\w+) ?(.*)$')
 
 
@@ -438,7 +438,7 @@ def real_rounds(trace_log, t0_wall):
     """The source's bitmap syncs during the migration, from QEMU's trace
     log: [{t_s, dirty_pages}], times from the migrate command.  Round k
     runs from sync k to sync k+1; the last sync is ram_save_complete's."""
-    syncs, exact, stop = [], [], None
+    syncs, exact, stop, checkpoints = [], [], None, []
     try:
         lines = open(trace_log, errors='replace').read().splitlines()
     except OSError:
@@ -454,11 +454,15 @@ def real_rounds(trace_log, t0_wall):
             exact.append({'t_s': t, 'pending_bytes': int(m.group(3).split()[3])})
         elif m.group(2) == 'migration_completion_vm_stop':
             stop = t
+        elif m.group(2) == 'vmstate_downtime_checkpoint':
+            # migration_stop_vm, qemu_savevm_state_complete_precopy,
+            # migration_downtime_end: where the downtime goes
+            checkpoints.append({'t_s': t, 'what': m.group(3).strip()})
     rounds = [{'start_s': a['t_s'], 'length_s': round(b['t_s'] - a['t_s'], 4),
                'dirtied_pages': b['dirty_pages']}
               for a, b in zip(syncs, syncs[1:])]
     return {'syncs': syncs, 'pending_exact': exact, 'vm_stop_s': stop,
-            'rounds': rounds}
+            'rounds': rounds, 'downtime_checkpoints': checkpoints[-5:]}
 
 
 def migrate(case, src, dst, cap_s, say):
@@ -1093,6 +1097,10 @@ def summarise(results):
         s[key] = {'n': len(xs),
                   'median_abs': statistics.median(xs) if xs else None,
                   'p90_abs': p90(xs)}
+    rr = [r['comparison']['rounds_err'] for r in done
+          if r['comparison'].get('rounds_err') is not None]
+    s['rounds_within_1'] = sum(1 for x in rr if abs(x) <= 1)
+    s['rounds_compared'] = len(rr)
     s['verdict_agree'] = sum(1 for r in done if r['comparison']['verdict_agrees'])
     s['verdict_cases'] = len(done)
     s['cases'] = len(results)
@@ -1141,6 +1149,10 @@ def table(results, summary):
         lines.append(f"|error| of {what + (' (' + unit + ')' if unit else ''):22}: "
                      f"median {fmt(q['median_abs'], '{:.1f}')}, "
                      f"p90 {fmt(q['p90_abs'], '{:.1f}')} (n={q['n']})")
+    if summary.get('rounds_compared'):
+        lines.append(f"rounds within +-1 of the real sync rounds: {summary['rounds_within_1']} "
+                     f"of {summary['rounds_compared']} "
+                     f"({100 * summary['rounds_within_1'] / summary['rounds_compared']:.0f} %)")
     lines.append(f"verdict (converges or not) agrees in {summary['verdict_agree']} of "
                  f"{summary['verdict_cases']} cases; {summary['errors']} errors, "
                  f"{summary['skipped']} skipped")
