@@ -19,7 +19,14 @@ format v1 or v2 (docs/devel/migration/bitmap-trace.rst), and prints:
 --bandwidth is QEMU's max-bandwidth parameter (the rate limit of pre-copy);
 the link is taken to carry at least that, up to --link-bandwidth, which is
 also the speed of the stop-and-copy (ram_save_complete ignores the rate
-limit).  QEMU's own default max-bandwidth is 128 MiB/s: pass --bandwidth
+limit).  The host's own costs (the link with no rate limit, what a page
+costs, a page new to the destination, the setup, the downtime's fixed part,
+the device state) are properties of the hosts and the link, not of the log:
+measure them with scripts/validate.py --calibrate (workload-free migrations
+of a paused guest on the same hosts and link) and pass --calibration FILE.
+That is how to get an accurate prediction.  Without it the link is an
+assumed 10 Gbit/s, zero pages cost the log's own zero-us, and the setup and
+the final sync the log's sync time.  QEMU's own default max-bandwidth is 128 MiB/s: pass --bandwidth
 128MiB/s to predict a migration that does not set it.
 
 --plot-dir DIR draws, with matplotlib, four figures into DIR, each as
@@ -133,25 +140,49 @@ printed) or the pictures or CSV files cannot be written, 2 on a usage error.
                     default='multifd',
                     help="zero-page-detection (default multifd, QEMU's, which without multifd "
                          'is legacy: zero pages go as 9-byte records; none sends them whole)')
+    ap.add_argument('--calibration', metavar='JSON',
+                    help="the host's costs measured by scripts/validate.py --calibrate "
+                         '(workload-free migrations on the host and link the prediction is '
+                         'for): link bandwidth, per-page costs, setup and completion times, '
+                         'device state.  The way to an accurate prediction; the options below '
+                         'override single figures of it')
     ap.add_argument('--link-bandwidth', '--stop-copy-bandwidth', type=bandwidth_bytes,
-                    default=simulate.DEFAULTS['link_bandwidth'], metavar='BW',
+                    default=None, metavar='BW',
                     help='the link and host throughput with no rate limit: the stop-and-copy '
-                         'goes at it, pre-copy at most at it (default 450MB/s, fitted to two '
-                         'loopback migrations on the 2-core development machine)')
-    ap.add_argument('--page-cpu-us', type=float, default=simulate.DEFAULTS['page_cpu_s'] * 1e6,
-                    metavar='US',
-                    help='the migration thread\'s own time per page sent, us (default 0.8, '
-                         'fitted likewise)')
+                         'goes at it, pre-copy at most at it (default: calibrated, else an '
+                         'assumed 10 Gbit/s link)')
+    ap.add_argument('--page-cpu-us', type=float, default=None, metavar='US',
+                    help="the migration thread's own time per page sent, us (default: "
+                         'calibrated, else 0: not modelled)')
+    ap.add_argument('--dest-page-us', type=float, default=None, metavar='US',
+                    help='the destination\'s time for a normal page it has had, us '
+                         '(default: calibrated, else 0: the destination is not modelled)')
+    ap.add_argument('--dest-first-page-us', type=float, default=None, metavar='US',
+                    help='... for a normal page new to it (its RAM faulted in), us')
+    ap.add_argument('--dest-zero-us', type=float, default=None, metavar='US',
+                    help='... for a zero page, us')
+    ap.add_argument('--dest-zero-first-us', type=float, default=None, metavar='US',
+                    help='... for a zero page to a page it never had, us')
+    ap.add_argument('--socket-buffer', type=parse_bytes, default=None, metavar='BYTES',
+                    help='bytes in flight before the source\'s write blocks (default: '
+                         'calibrated, from the host\'s TCP buffer sysctls, else 4MiB)')
+    ap.add_argument('--zero-page-us', type=float, default=None, metavar='US',
+                    help="a zero page's own time, us (default: calibrated, else the log's "
+                         'zero-us per zero page, else page size / --zero-scan-rate)')
     ap.add_argument('--setup-time', type=parse_ms, default=None, metavar='MS',
-                    help='setup-time, counted in the total (default 25 ms with kvm, 1 ms '
-                         'else, measured likewise)')
+                    help='setup-time, counted in the total (default: calibrated for the '
+                         "log's accelerator, else the log's mean sync time)")
+    ap.add_argument('--completion-time', type=parse_ms, default=None, metavar='MS',
+                    help='the fixed part of the downtime: vm stop, final sync, device state, '
+                         'flush (default: calibrated, else the log\'s sync time + '
+                         '--device-state at the link bandwidth)')
     ap.add_argument('--zero-scan-rate', type=bandwidth_bytes,
                     default=simulate.DEFAULTS['zero_scan_rate'], metavar='BW',
                     help='buffer_is_zero() throughput, when the log (v1) gives no zero-us '
                          '(default 8000MB/s)')
-    ap.add_argument('--device-state', type=parse_bytes, metavar='BYTES',
-                    default=simulate.DEFAULTS['device_state_bytes'],
-                    help='device state sent in the downtime (default 256KiB, a guess)')
+    ap.add_argument('--device-state', type=parse_bytes, metavar='BYTES', default=None,
+                    help='device state sent in the downtime (default: calibrated, else '
+                         '256KiB, a guess)')
     ap.add_argument('--accel', choices=('kvm', 'kvm-dirty-ring', 'tcg'),
                     help='the accelerator of the migration (default: the trace\'s)')
     ap.add_argument('--write-time', choices=('spread', 'start'), default='spread',
@@ -199,19 +230,67 @@ def parse_formats(text):
 
 
 
+def load_calibration(path):
+    import json
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f'bt-report: --calibration {path}: {e}')
+    if 'link_bandwidth' not in doc:
+        raise SystemExit(f'bt-report: --calibration {path}: no link_bandwidth: not a '
+                         'calibration (scripts/validate.py --calibrate writes one)')
+    return doc
+
+
+def host_costs(args, accel):
+    """The host's costs: the options, else the calibration, else the
+    defaults.  Returns simulate.Params keywords and where each came from."""
+    cal = load_calibration(args.calibration) if args.calibration else {}
+    kind = 'kvm' if (accel or '').startswith('kvm') else 'tcg'
+
+    def pick(opt, key, scale=1.0, per_accel=False):
+        if opt is not None:
+            return opt * scale, 'option'
+        if key in cal:
+            v = cal[key]
+            if per_accel and isinstance(v, dict):
+                v = v.get(kind, v.get('tcg'))
+            if v is not None:
+                return v, 'calibration'
+        return simulate.DEFAULTS[key], 'default'
+
+    out, src = {}, {}
+    for name, opt, key, scale, pa in (
+            ('link_bandwidth', args.link_bandwidth, 'link_bandwidth', 1.0, False),
+            ('page_cpu_s', args.page_cpu_us, 'page_cpu_s', 1e-6, False),
+            ('dest_page_s', args.dest_page_us, 'dest_page_s', 1e-6, False),
+            ('dest_first_page_s', args.dest_first_page_us, 'dest_first_page_s', 1e-6, False),
+            ('dest_zero_s', args.dest_zero_us, 'dest_zero_s', 1e-6, False),
+            ('dest_zero_first_s', args.dest_zero_first_us, 'dest_zero_first_s', 1e-6, False),
+            ('socket_buffer_bytes', args.socket_buffer, 'socket_buffer_bytes', 1.0, False),
+            ('zero_page_s', args.zero_page_us, 'zero_page_s', 1e-6, False),
+            ('setup_s', args.setup_time, 'setup_s', 1.0, True),
+            ('completion_s', args.completion_time, 'completion_s', 1.0, True),
+            ('device_state_bytes', args.device_state, 'device_state_bytes', 1.0, False)):
+        out[name], src[name] = pick(opt, key, scale, pa)
+    out['device_state_bytes'] = int(out['device_state_bytes'])
+    out['socket_buffer_bytes'] = int(out['socket_buffer_bytes'])
+    return out, src
+
+
 def predict(log, space, res, args, bandwidths, downtimes):
     """The prediction list of res, by the simulator, one per bandwidth x downtime limit."""
     ps = log.meta['page_size']
     trace = simulate.Trace(log, space, args.write_time)
+    costs, cost_src = host_costs(args, args.accel or log.meta['accel'])
+    args.link_bandwidth = costs['link_bandwidth']
     base = simulate.Params(
         avail_switchover_bandwidth=args.avail_switchover_bandwidth,
         clear_bitmap_shift=args.x_clear_bitmap_shift,
         zero_page_detection=args.zero_page_detection,
-        link_bandwidth=args.link_bandwidth,
-        page_cpu_s=args.page_cpu_us / 1e6,
-        setup_s=args.setup_time,
         zero_scan_rate=args.zero_scan_rate,
-        device_state_bytes=args.device_state,
+        **costs,
         max_time_s=args.max_time,
         max_rounds=args.max_rounds,
         write_time=args.write_time,
@@ -230,13 +309,16 @@ def predict(log, space, res, args, bandwidths, downtimes):
                     'clear_bitmap_shift': sim.shift,
                     'zero_page_detection': args.zero_page_detection,
                     'avail_switchover_bandwidth': args.avail_switchover_bandwidth,
+                    'calibration': args.calibration,
+                    'host_costs': costs,
+                    'host_costs_from': cost_src,
                     'link_bandwidth': args.link_bandwidth,
-                    'page_cpu_s': args.page_cpu_us / 1e6,
+                    'page_cpu_s': costs['page_cpu_s'],
                     'zero_page_s': p['zero_page_s'],
                     'zero_page_cost_from': p['zero_page_cost_from'],
                     'zero_pages_unknown': not log.has_zero,
                     'sync_s': p['sync_s'],
-                    'device_state_bytes': args.device_state,
+                    'device_state_bytes': costs['device_state_bytes'],
                     'write_time': args.write_time,
                     'max_time_s': args.max_time,
                     'max_rounds': args.max_rounds,

@@ -155,6 +155,20 @@ def print_simulation(w, res, preds, show_rounds):
     w(f'  link (and stop-and-copy) {fmt_bw(s["link_bandwidth"])}; a zero page costs '
       f'{s["zero_page_s"] * 1e6:.2f} us of CPU ({s["zero_page_cost_from"]}); a sync '
       f'{s["sync_s"] * 1000:.2f} ms; device state {s["device_state_bytes"] // 1024} KiB')
+    hc = s.get('host_costs')
+    if hc:
+        w(f'  host costs ' + (f'from the calibration {s["calibration"]}' if s.get('calibration')
+                              else 'not calibrated (scripts/validate.py --calibrate, then '
+                                   '--calibration FILE, for an accurate prediction)')
+          + f': destination per normal page {hc["dest_page_s"] * 1e6:.2f} us '
+          f'({hc["dest_first_page_s"] * 1e6:.2f} us the first time), per zero page '
+          f'{hc["dest_zero_s"] * 1e6:.2f} us ({hc["dest_zero_first_s"] * 1e6:.2f} us), '
+          f'socket buffer {hc["socket_buffer_bytes"] // 1024} KiB; source per page '
+          f'{hc["page_cpu_s"] * 1e6:.2f} us, setup '
+          + (f'{hc["setup_s"] * 1000:.1f} ms' if hc['setup_s'] is not None else 'the sync time')
+          + ', downtime fixed part '
+          + (f'{hc["completion_s"] * 1000:.1f} ms' if hc['completion_s'] is not None
+             else 'a sync + the device state at the link'))
     if s['zero_pages_unknown']:
         w('  WARNING: a v1 log has no zero-page information: every page is counted as '
           'non-zero, so the prediction is pessimistic (a real migration sends zero '

@@ -51,6 +51,19 @@ SENDING (ram_save_iterate, ram_find_and_save_block, find_dirty_block)
     upper bound as the non-zero pages' early exits are counted in), else
     --zero-scan-rate.  query-migrate's total-time also counts the setup
     (--setup-time).
+  - The destination is a stage of its own, in parallel (ram_load_precopy
+    in its incoming coroutine): a page costs it --dest-page-us, or, the
+    first time it gets a normal page, --dest-first-page-us (qemu_get_buffer
+    reads it straight into a host page not yet populated: a page fault),
+    and a zero page --dest-zero-us (ram_handle_zero's buffer_is_zero), or
+    --dest-zero-first-us for a page it never had (a read fault).  The
+    source's write blocks (qemu_fflush on a blocking socket) while more
+    than --socket-buffer bytes wait for it; the rate limit's sleep lets it
+    catch up.  So with no rate limit a migration goes at the slower of the
+    two, and under a rate limit at the limit while the destination keeps
+    up.  scripts/validate.py --calibrate measures all of these
+    on a host (bt-report --calibration); without it the link is an assumed
+    10 Gbit/s and the other costs come from the log or are left out.
 
 THE RATE LIMIT (migration-stats.c, migration.c)
   - migration_rate_set: rate_limit_max = max-bandwidth / XFER_LIMIT_RATIO
@@ -90,9 +103,14 @@ DIRTY TRACKING AND THE KVM LAZY CLEAR
     writes to chunks not yet reached are absorbed too.
   - After the stop, ram_save_complete syncs once more (the last
     dirty-sync-count) and sends every page left ignoring the rate limit, at
-    the link bandwidth; then the devices' state (--device-state, a guess:
-    query-migrate's ram.downtime-bytes against the total shows the real
-    figure).  Each sync costs the mean sync-us of the trace.
+    the link bandwidth; then the devices' state (--device-state, a guess
+    unless calibrated: ram.transferred - precopy-bytes - downtime-bytes, as
+    ram_transferred_add counts only RAM in those two).  Each sync costs the
+    mean sync-us of the trace.  Calibrated (--completion-time), the downtime
+    is that measured fixed part (vm_stop_force_state, the final sync, the
+    devices' state, the flush) plus the RAM pages left at the link.
+    downtime_bytes is RAM only, as query-migrate's; sent_bytes adds the
+    devices' state, as ram.transferred does.
 
 THE GUEST'S WRITES
   - Window i of the trace (iterations 1..N) lists the pages written between
@@ -175,20 +193,33 @@ DEFAULTS = {
     'avail_switchover_bandwidth': 0,
     'clear_bitmap_shift': 18,              # CLEAR_BITMAP_SHIFT_DEFAULT
     'zero_page_detection': 'multifd',
-    # The three costs below were fitted on this project's 2-core development
-    # machine to two real loopback migrations (a 256 MiB KVM guest, a 512
-    # MiB TCG one, max-bandwidth 128 MiB/s, downtime-limit 300 ms): the
-    # downtime-bytes over the downtime (~425 and ~510 MB/s once the KVM
-    # vm_stop is taken out: the destination faulting in fresh RAM bounds a
-    # loopback "link"), the KVM guest's bulk round, mostly zero pages, 158
-    # ms where the rate limit explains ~100 (0.8 us a page), and
-    # query-migrate's setup-time.  Two cases fit are not a validation:
-    # measure your own with a real migration.
-    'link_bandwidth': 450e6,               # also the stop-and-copy throughput
-    'page_cpu_s': 0.8e-6,                  # the migration thread's own time per page
-    'setup_s': None,                       # setup-time: 25 ms kvm, 1 ms else (measured)
+    # The host's costs.  None of them is read off a validation run: measure
+    # them on your host with scripts/validate.py --calibrate (workload-free
+    # migrations: a paused guest, RAM mostly non-zero, mostly zero, into a
+    # fresh and into a preallocated destination) and pass its JSON with
+    # bt-report --calibration; without it, the defaults are stated
+    # assumptions, or the log's own measurements.
+    'link_bandwidth': 1.25e9,              # bytes/s with no rate limit: a 10 Gbit/s link (assumed)
+    'page_cpu_s': 0.0,                     # the migration thread's own time per page (calibrated)
+    'zero_page_s': None,                   # a zero page's own time: the log's zero-us, else
+                                           # page / zero_scan_rate
+    # The destination, a stage of its own in parallel with the source
+    # (ram_load_precopy in the destination's incoming coroutine): its time
+    # per page, by whether it has had the page before.  The source blocks
+    # once socket_buffer_bytes are in flight (the loopback's TCP buffers).
+    # All 0 (not modelled) unless calibrated.
+    'dest_page_s': 0.0,                    # a normal page it has had
+    'dest_first_page_s': 0.0,              # a normal page new to it: its RAM faulted in
+    'dest_zero_s': 0.0,                    # a zero page (ram_handle_zero: buffer_is_zero)
+    'dest_zero_first_s': 0.0,              # ... to a page it never had (a read fault)
+    'socket_buffer_bytes': 4 * 1024 * 1024,
+    'setup_s': None,                       # setup-time: the log's mean sync-us (the setup sync),
+                                           # else 1 ms
+    'completion_s': None,                  # the downtime's fixed part (vm stop, final sync,
+                                           # device state, flush): calibrated, else the log's
+                                           # sync-us + device_state_bytes at link_bandwidth
     'zero_scan_rate': 8e9,                 # buffer_is_zero() bytes/s, when the log has no zero-us
-    'device_state_bytes': 256 * 1024,
+    'device_state_bytes': 256 * 1024,      # a guess; calibrated: measured
     'sync_s': None,                        # from the log, else 1 ms
     'max_time_s': 600.0,
     'max_rounds': 1000,
@@ -334,7 +365,10 @@ class Simulation:
         # detects zero pages like legacy (ram_save_target_page)
         self.zdp_none = p.zero_page_detection == 'none'
         self.link = float(p.link_bandwidth)
-        if tr.zero_page_s is not None:
+        if p.zero_page_s is not None:
+            self.zero_page_s = float(p.zero_page_s)
+            self.zero_cost_source = 'parameter'
+        elif tr.zero_page_s is not None:
             self.zero_page_s = tr.zero_page_s
             self.zero_cost_source = 'log'
         else:
@@ -350,6 +384,17 @@ class Simulation:
         self.npending = n
         self.zero = tr.zero0.copy()
         self.logged = np.zeros(n, dtype=bool)       # set in the dirty log (KVM / ram_list)
+        # normal pages the destination has received: the first one into a
+        # page faults the destination's RAM in (ram_load_precopy reads the
+        # page straight into the host page, qemu_get_buffer); later ones do not
+        self.at_dest = np.zeros(n, dtype=bool)
+        self.dest_free = 0.0                        # when the destination has loaded all sent
+        self.dest_model = any((p.dest_page_s, p.dest_first_page_s, p.dest_zero_s,
+                               p.dest_zero_first_s))
+        # any page record received: a zero page's check there
+        # (ram_handle_zero -> buffer_is_zero) reads the host page, a read
+        # fault the first time
+        self.seen_dest = np.zeros(n, dtype=bool)
         self.snap = np.zeros(n, dtype=bool)         # reported by the last sync, not cleared yet
         self.clear_pending = np.zeros(self.nchunks, dtype=bool)   # rb->clear_bmap
         if self.lazy:
@@ -426,6 +471,34 @@ class Simulation:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate(out)
 
+    def _dest(self, idx, is_zero, wire, cbytes, ctime, dcur):
+        """The destination as a stage of its own: page j arrives when the
+        source has sent it (ctime_j) and is loaded (ram_load_precopy) after
+        the pages before it, D_j = max(D_j-1, arrival_j) + d_j, from dcur,
+        its work left when the batch began.  The source's write blocks while
+        more than socket_buffer_bytes are in flight (qemu_fflush ->
+        qio_channel_writev_all on a blocking socket): page j cannot leave
+        before the destination has taken everything but the last
+        socket_buffer_bytes, S_j = max(S_j-1 + s_j, D_k), k the last page more
+        than that before j (within the batch: the first ones of a batch
+        are not held back).  Returns the source's times and D (relative to
+        the call's start)."""
+        p = self.p
+        d = np.where(is_zero,
+                     np.where(self.seen_dest[idx], p.dest_zero_s, p.dest_zero_first_s),
+                     np.where(self.at_dest[idx], p.dest_page_s, p.dest_first_page_s))
+        cd = np.cumsum(d)
+        # D_j = cd_j + max(dcur, max_k<=j (arrival_k - cd_k-1))
+        dfin = cd + np.maximum(dcur, np.maximum.accumulate(ctime - (cd - d)))
+        k = np.searchsorted(cbytes, cbytes - p.socket_buffer_bytes, side='left')
+        gate = np.where(k > 0, dfin[np.maximum(k - 1, 0)], -np.inf)
+        base = ctime
+        src = base + np.maximum(0.0, np.maximum.accumulate(gate - base))
+        # arrivals later than the source-only times: the destination's
+        # finish is at least each arrival + its cost
+        dfin = np.maximum(dfin, cd + np.maximum.accumulate(src - (cd - d)))
+        return src, dfin
+
     def send(self, t, limited):
         """One ram_save_iterate (limited) or the rest of ram_save_complete.
         Returns (seconds, bytes, normal pages, zero pages); applies the
@@ -443,6 +516,7 @@ class Simulation:
         flushed = 0         # bytes flushed in this call so far
         fill = 0.0          # how full the QEMUFile's iovec / buffer is, in flushes
         count = 0           # pages sent in this call (the i of ram_save_iterate)
+        dcur = max(self.dest_free - t, 0.0)   # the destination's work left, from t
         clear_ids, clear_times = [], []
         batch = 256
         if limited and self.rate_max:
@@ -459,6 +533,8 @@ class Simulation:
             ptime = wire / link + np.where(is_zero, self.zero_page_s, 0.0) + self.p.page_cpu_s
             cbytes = np.cumsum(wire)
             ctime = elapsed + np.cumsum(ptime)
+            if self.dest_model:
+                ctime, dfin = self._dest(idx, is_zero, wire, cbytes, ctime, dcur)
             m = len(idx)
             stop = m
             if limited:
@@ -483,6 +559,9 @@ class Simulation:
                 break
             sent = idx[:stop]
             self.pending[sent] = False
+            if self.dest_model:
+                self.at_dest[sent[~is_zero[:stop]]] = True
+                self.seen_dest[sent] = True
             self.npending -= stop
             self.cursor = int(sent[-1]) + 1
             if self.cursor >= self.tr.npages:
@@ -502,6 +581,8 @@ class Simulation:
             normal_n += stop - nz
             nbytes += int(cbytes[stop - 1])
             elapsed = float(ctime[stop - 1])
+            if self.dest_model:
+                dcur = float(dfin[stop - 1])
             count += stop
             if limited:
                 flushed = int(fb[stop - 1])
@@ -512,6 +593,8 @@ class Simulation:
         if limited:
             nbytes += ITERATE_OVERHEAD
             elapsed += ITERATE_OVERHEAD / link
+        if self.dest_model:
+            self.dest_free = t + dcur
         if not limited:
             self.applied = t + elapsed      # the VM is stopped: no writes
         elif clear_ids:
@@ -534,7 +617,9 @@ class Simulation:
         self.wb = setup_bytes           # bytes counted in this window
         # The first window began when the migration thread started, before
         # the setup (update_iteration_initial_status in migration_thread)
-        setup = p.setup_s if p.setup_s is not None else (0.025 if self.lazy else 0.001)
+        # qmp_migrate (migrate_init: start_time) to the setup sync: the
+        # connection, migration_thread, qemu_savevm_state_setup
+        setup = p.setup_s if p.setup_s is not None else self.sync_s
         ws = -setup                     # the window's start (iteration_start_time)
         threshold = 0.0                 # s->threshold_size, 0 at migrate_init
         total_bytes = setup_bytes
@@ -642,15 +727,26 @@ class Simulation:
         stop_t = t
         if series is not None:
             series.append((t, self.npending * ps, 'stop'))
+        # migration_completion_precopy: migration_stop_vm (vm_stop_force_state),
+        # then qemu_savevm_state_complete_precopy: ram_save_complete (the
+        # final sync, every page left, rate limit off: migration_rate_set(
+        # RATE_LIMIT_DISABLED) in migration_switchover_start), the devices'
+        # state (qemu_savevm_state_complete_precopy_non_iterable), the
+        # flush; migration_completion_end ends the downtime.  completion_s,
+        # when calibrated, is all of that but the RAM pages.
         found = self.sync(t)
-        t += self.sync_s
+        t += self.sync_s if p.completion_s is None else 0.0
         left = self.npending
         if series is not None:
             series.append((t, left * ps, 'final-sync'))
         dt, nb, nn, nz = self.send(t, False)
         t += dt + 8 / self.link                          # + RAM_SAVE_FLAG_EOS
         nb += 8
-        t += p.device_state_bytes / self.link
+        ram_downtime_bytes = nb      # ram_transferred_add: RAM only in downtime-bytes
+        if p.completion_s is None:
+            t += p.device_state_bytes / self.link
+        else:
+            t += p.completion_s
         nb += p.device_state_bytes
         if series is not None:
             series.append((t, self.npending * ps, 'done'))
@@ -658,7 +754,8 @@ class Simulation:
         res.update(
             rounds=len(rounds), round_s=[r['length_s'] for r in rounds],
             total_s=setup + t, setup_s=setup, downtime_s=downtime, sent_bytes=total_bytes + nb,
-            downtime_bytes=nb, final_dirty_pages=found, final_pages=left,
+            downtime_bytes=ram_downtime_bytes, device_state_bytes=p.device_state_bytes,
+            final_dirty_pages=found, final_pages=left,
             normal_pages=total_normal + nn, zero_pages=total_zero + nz,
             switchover_s=setup + stop_t, dirty_sync_count=self.syncs)
         return res

@@ -4,8 +4,9 @@
 # case has both bt-report's prediction and a real migration (or is skipped
 # with a reason, e.g. the KVM case without a usable /dev/kvm), a migration
 # that completed has its times and byte counts and left the guest running
-# on the destination, one that did not was cancelled at its time cap, and no
-# QEMU is left running.
+# on the destination, one that did not was cancelled at its time cap, the
+# calibration (run first, quick, or cached) is there, and no QEMU is left
+# running.
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 
@@ -58,6 +59,18 @@ if not doc.get('complete'):
 cases = doc.get('cases', [])
 if len(cases) < 3:
     problems.append(f'{len(cases)} cases, expected at least 3')
+cal = doc.get('calibration') or {}
+if not (isinstance(cal.get('link_bandwidth'), (int, float)) and cal['link_bandwidth'] > 0):
+    problems.append(f'no calibration in results.json (link_bandwidth {cal.get("link_bandwidth")!r})')
+for k in ('dest_page_s', 'dest_first_page_s', 'dest_zero_s', 'dest_zero_first_s',
+          'device_state_bytes', 'socket_buffer_bytes'):
+    if not isinstance(cal.get(k), (int, float)) or cal[k] < 0:
+        problems.append(f'calibration {k} = {cal.get(k)!r}')
+if not all(isinstance(v, (int, float)) and v >= 0 for v in (cal.get('setup_s') or {'': None}).values()):
+    problems.append(f'calibration setup_s = {cal.get("setup_s")!r}')
+print('validate-test: calibration: link %.0f MB/s, destination %.2f / %.2f us a page'
+      % ((cal.get('link_bandwidth') or 0) / 1e6, (cal.get('dest_page_s') or 0) * 1e6,
+         (cal.get('dest_first_page_s') or 0) * 1e6))
 ran = 0
 for r in cases:
     name = r.get('case', {}).get('name', '?')

@@ -54,6 +54,37 @@ class Json(unittest.TestCase):
         self.assertTrue(r['simulation']['zero_pages_unknown'])
         self.assertTrue(any('no zero-page information' in w for w in r['warnings']))
 
+    def test_calibration_file(self):
+        # The host costs from a calibration (per accel for setup and
+        # completion); an option overrides one figure.  64 normal pages,
+        # TCG log, nothing written: total = setup 3 ms + the setup sync
+        # (10 us) + bulk at the link (2e9 B/s) + EOS + completion 4 ms (the
+        # destination, at 1 us a page, keeps up: a page leaves the source
+        # every 2.05 us).
+        text = synth.make_log([('ram', 64, [(0, 64)])], empty_windows(10, 100))
+        cal = {'link_bandwidth': 2e9, 'page_cpu_s': 0.0, 'dest_first_page_s': 1e-6,
+               'dest_page_s': 1e-6, 'dest_zero_s': 0.0, 'dest_zero_first_s': 0.0,
+               'socket_buffer_bytes': 1 << 20, 'zero_page_s': 0.0,
+               'setup_s': {'tcg': 0.003, 'kvm': 0.05},
+               'completion_s': {'tcg': 0.004, 'kvm': 0.02}, 'device_state_bytes': 500}
+        with tempfile.NamedTemporaryFile('w', suffix='.json') as f:
+            json.dump(cal, f)
+            f.flush()
+            r = self.report(text, '--bandwidth', '128MiB/s', '--calibration', f.name)
+            p = r['prediction'][0]
+            bulk = 64 * NORMAL + 4 + ITER
+            self.assertAlmostEqual(p['total_s'], 0.003 + 1e-5 + bulk / 2e9 + 8 / 2e9
+                                   + 0.004, places=12)
+            self.assertAlmostEqual(p['downtime_s'], 8 / 2e9 + 0.004, places=12)
+            self.assertEqual(p['sent_bytes'], setup_bytes(['ram']) + bulk + 8 + 500)
+            self.assertEqual(r['simulation']['host_costs_from']['link_bandwidth'], 'calibration')
+            r = self.report(text, '--bandwidth', '128MiB/s', '--calibration', f.name,
+                            '--completion-time', '1', '--accel', 'kvm')
+            p = r['prediction'][0]
+            self.assertAlmostEqual(p['setup_s'], 0.05, places=12)
+            self.assertAlmostEqual(p['downtime_s'], 8 / 2e9 + 0.001, places=12)
+            self.assertEqual(r['simulation']['host_costs_from']['completion_s'], 'option')
+
 
 if __name__ == '__main__':
     unittest.main()

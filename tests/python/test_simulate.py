@@ -123,6 +123,84 @@ class WrittenWhileAsleep(unittest.TestCase):
                          + 31 * ZERO + NORMAL + ITER + NORMAL + 8)
 
 
+class HostCosts(unittest.TestCase):
+    """The calibrated host costs: a page new to the destination, the
+    downtime's fixed part."""
+
+    def test_destination_bound(self):
+        # The link carries 1e9 B/s: the source puts a page out in 4.104 us
+        # (the first, with the block name, 4.108 us: a).  The destination
+        # takes 10 us for a page new to it, and the socket holds 2 pages
+        # (8208 bytes).  The destination finishes page j at D_j = a + 10 us
+        # x (j + 1) (it is always behind).  Page j (cumulative bytes 4108 +
+        # 4104 j) can leave once everything but the last 8208 bytes is
+        # taken: page j - 3 (the last page more than 8208 bytes before it),
+        # D_j-3 = a + 10 us x (j - 2).  The last, page 63: a + 610 us, which
+        # is later than the source's own a + 63 x 4.104 us.  No rate limit,
+        # nothing pending: the VM stops; nothing is left for the downtime,
+        # whose flush goes into the buffer at once.
+        _, _, tr = build(one_block(64, empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0, dest_first_page_s=10e-6, socket_buffer_bytes=8208)
+        a = (NORMAL + 4) / L
+        self.assertAlmostEqual(r['total_s'], a + 610e-6 + ITER / L + 8 / L, places=12)
+        self.assertAlmostEqual(r['downtime_s'], 8 / L, places=12)
+
+    def test_pages_the_destination_has(self):
+        # The source takes 1 ms a page (link 4104000 B/s; the first page,
+        # with the block name, a = 4108 / 4104000 s); the destination 1.5 ms
+        # for a page new to it, 0.1 ms for one it has; the socket holds one
+        # page.  Bulk: page j leaves once page j - 2 is loaded (D_j =
+        # a + 1.5 ms x (j + 1)); the last at D_61 = a + 93 ms, then the
+        # iterate overhead: t1 = a + 93 ms + 18 / link, under BUFFER_DELAY,
+        # nothing pending: the VM stops.  The destination still has until
+        # D_63 = a + 96 ms: dcur = 3 ms - 18 / link of work left.  Pages 0-3,
+        # written at t = 0, go in the downtime; it has them (0.1 ms each):
+        # it finishes page 0 at dcur + 0.1 ms, so page 2, which waits for
+        # page 0, leaves at dcur + 0.1 ms instead of the source's 3 ms;
+        # page 3 (waiting for page 1, done at dcur + 0.2 ms) at 4 ms +
+        # (dcur + 0.1 ms - 3 ms), the source being behind by then.
+        link = 4104000.0
+        _, _, tr = build(one_block(64, [(100, [0, 1, 2, 3], [])] + empty_windows(9, 100)[1:]))
+        r = run(tr, max_bandwidth=0, link_bandwidth=link, dest_first_page_s=1.5e-3,
+                dest_page_s=0.1e-3, socket_buffer_bytes=4104)
+        a = (NORMAL + 4) / link
+        t1 = a + 93e-3 + ITER / link
+        dcur = 3e-3 - ITER / link
+        down = 4e-3 + (dcur + 0.1e-3 - 3e-3) + 8 / link
+        self.assertEqual(r['normal_pages'], 68)
+        self.assertEqual(r['final_pages'], 4)
+        self.assertAlmostEqual(r['downtime_s'], down, places=12)
+        self.assertAlmostEqual(r['total_s'], t1 + down, places=12)
+
+    def test_zero_pages_at_the_destination(self):
+        # Pages 32-63 zero (their scan at the source free: zero_page_s=0),
+        # a socket big enough never to block: the source's time is the link
+        # only, whatever the destination's costs; the destination's finish
+        # is 32 x 20 us + 32 x 5 us after the first arrival, for the next
+        # call to wait on.  No wait here (one call, nothing left).
+        text = one_block(64, empty_windows(10, 100), baseline_zero=list(range(32, 64)))
+        _, _, tr = build(text)
+        r = run(tr, max_bandwidth=0, zero_page_s=0.0, dest_first_page_s=20e-6,
+                dest_zero_first_s=5e-6, dest_zero_s=1e-6)
+        bulk = 32 * NORMAL + 4 + 32 * ZERO + ITER
+        self.assertEqual(r['zero_page_cost_from'], 'parameter')
+        self.assertAlmostEqual(r['total_s'], bulk / L + 8 / L, places=12)
+
+    def test_completion_time(self):
+        # A measured fixed downtime (vm stop, final sync, device state,
+        # flush) of 5 ms replaces the sync's 2 ms and the device state at
+        # the link; the device state's bytes still count in sent_bytes
+        # (ram.transferred) but not in downtime_bytes (ram_transferred_add
+        # counts RAM only): 8 bytes of RAM_SAVE_FLAG_EOS.
+        _, _, tr = build(one_block(64, empty_windows(10, 100)))
+        r = run(tr, max_bandwidth=0, device_state_bytes=1000, completion_s=0.005, sync_s=0.002)
+        bulk = 64 * NORMAL + 4 + ITER
+        self.assertAlmostEqual(r['downtime_s'], 8 / L + 0.005, places=12)
+        self.assertEqual(r['downtime_bytes'], 8)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + bulk + 8 + 1000)
+        self.assertAlmostEqual(r['total_s'], 0.002 + bulk / L + 8 / L + 0.005, places=12)
+
+
 class RateLimit(unittest.TestCase):
     """128 pages, max-bandwidth 1e6 bytes/s: rate_limit_max = 1e5 bytes a
     100 ms window (migration_rate_set).  migration_rate_exceeded() sees the
