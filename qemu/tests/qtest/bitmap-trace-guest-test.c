@@ -45,7 +45,9 @@
 #define FIRST_PASS_TIMEOUT_MS   30000
 #define PASS_TIMEOUT_MS         20000
 /* A multi-vCPU case, boot to cleanup; a wedged one fails at this limit */
-#define SMP_CASE_TIMEOUT_S      120
+#define SMP_CASE_TIMEOUT_S      90
+/* The guest boots again in a few seconds after a reset, even under KVM */
+#define REBOOT_TIMEOUT_MS       20000
 /* A pass takes tens of ms without dirty logging, even under nested KVM. */
 #define STALL_TIMEOUT_MS        3000
 
@@ -102,6 +104,7 @@ typedef struct GuestTraceEvents {
     int64_t quiet_last;
     int64_t boot_first;         /* the guest was rebooting (BIOS writes) */
     int64_t boot_last;
+    int64_t back;               /* all vCPUs back from the event by then */
 } GuestTraceEvents;
 
 /*
@@ -214,15 +217,25 @@ static const char *accel_name(GuestAccel accel)
     g_assert_not_reached();
 }
 
+/*
+ * With several vCPUs the known-write cases also stop the VM, and under KVM
+ * SeaBIOS leaves kvmclock on for the BSP, its pvclock structure in the
+ * BIOS area (0xe8c20 here): KVM writes it at every stop (the guest-stopped
+ * flag) and cont, a write the guest did not make.  Hide kvmclock, so that
+ * only the guest writes its memory.
+ */
 static const char *accel_args(GuestAccel accel, int ncpus)
 {
     switch (accel) {
     case GUEST_ACCEL_TCG:
         return ncpus > 1 ? "-accel tcg,thread=multi" : "-accel tcg";
     case GUEST_ACCEL_KVM:
-        return "-accel kvm";
+        return ncpus > 1 ? "-accel kvm -cpu qemu64,-kvmclock" : "-accel kvm";
     case GUEST_ACCEL_KVM_RING:
-        return "-accel kvm,dirty-ring-size=" stringify(DIRTY_RING_ENTRIES);
+        return ncpus > 1 ?
+               "-accel kvm,dirty-ring-size=" stringify(DIRTY_RING_ENTRIES)
+               " -cpu qemu64,-kvmclock" :
+               "-accel kvm,dirty-ring-size=" stringify(DIRTY_RING_ENTRIES);
     }
     g_assert_not_reached();
 }
@@ -417,20 +430,22 @@ static int serial_fifo_open(const char *path)
 }
 
 /*
- * Wait until the guest reports that @ncpus vCPUs completed their first
- * pass (each one signals once), for at most @timeout_ms.  Returns how many
- * did.
+ * Wait for the next @n signals of the guest, for at most @timeout_ms, and
+ * check that they are @sig: once per boot SYM_BOOT_SIGNAL, when the
+ * firmware is done, then one SYM_PASS_SIGNAL from each vCPU after its
+ * first pass.  Returns how many came.
  */
-static int serial_await_passes(int fd, int ncpus, int64_t timeout_ms)
+static int serial_await_signals(int fd, unsigned char sig, int n,
+                                int64_t timeout_ms)
 {
     int64_t deadline = g_get_monotonic_time() + timeout_ms * 1000;
     int got = 0;
 
-    while (got < ncpus) {
+    while (got < n) {
         struct pollfd pfd = { .fd = fd, .events = POLLIN };
         int64_t left_ms = (deadline - g_get_monotonic_time()) / 1000;
         unsigned char c;
-        ssize_t n;
+        ssize_t len;
 
         if (left_ms <= 0) {
             break;
@@ -439,13 +454,13 @@ static int serial_await_passes(int fd, int ncpus, int64_t timeout_ms)
             g_assert_cmpint(errno, ==, EINTR);
             continue;
         }
-        n = read(fd, &c, 1);
-        if (n == 1) {
-            g_assert_cmphex(c, ==, SYM_PASS_SIGNAL);
+        len = read(fd, &c, 1);
+        if (len == 1) {
+            g_assert_cmphex(c, ==, sig);
             got++;
             continue;
         }
-        if (n == 0) {
+        if (len == 0) {
             guest_msg("QEMU closed the guest's serial port");
             g_assert_not_reached();
         }
@@ -454,10 +469,20 @@ static int serial_await_passes(int fd, int ncpus, int64_t timeout_ms)
     return got;
 }
 
-/* Wait until every vCPU of the guest completed its first pass. */
-static void serial_await_first_pass(int fd, int ncpus)
+/* Wait until the guest's boot block has started. */
+static void serial_await_boot(int fd)
 {
-    int got = serial_await_passes(fd, ncpus, FIRST_PASS_TIMEOUT_MS);
+    if (!serial_await_signals(fd, SYM_BOOT_SIGNAL, 1, FIRST_PASS_TIMEOUT_MS)) {
+        guest_msg("the guest did not boot in %d ms", FIRST_PASS_TIMEOUT_MS);
+        g_assert_not_reached();
+    }
+}
+
+/* Wait until every vCPU of the booted guest completed its first pass. */
+static void serial_await_passes(int fd, int ncpus)
+{
+    int got = serial_await_signals(fd, SYM_PASS_SIGNAL, ncpus,
+                                   FIRST_PASS_TIMEOUT_MS);
 
     if (got < ncpus) {
         guest_msg("only %d of the guest's %d vCPUs finished a pass in %d ms",
@@ -528,6 +553,44 @@ static int64_t trace_completed(QTestState *qts)
     return done;
 }
 
+/*
+ * QEMU stopped making progress: show where its threads wait (a system call
+ * number and its first arguments), then fail at once.  Kill it first, as
+ * it could not quit (its main loop or the trace, which quitting joins, is
+ * stuck) and libqtest would wait for it.
+ */
+static void G_NORETURN qemu_wedged(QTestState *qts)
+{
+    pid_t pid = qtest_pid(qts);
+#ifdef CONFIG_LINUX
+    g_autofree char *dir = g_strdup_printf("/proc/%d/task", (int)pid);
+    GDir *tasks = g_dir_open(dir, 0, NULL);
+    const char *tid;
+
+    while (tasks && (tid = g_dir_read_name(tasks))) {
+        static const char *const files[] = { "comm", "wchan", "syscall" };
+        g_autoptr(GString) line = g_string_new("");
+
+        for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+            g_autofree char *path = g_build_filename(dir, tid, files[i],
+                                                     NULL);
+            g_autofree char *text = NULL;
+
+            if (g_file_get_contents(path, &text, NULL, NULL)) {
+                g_string_append_printf(line, " %s=%s", files[i],
+                                       g_strstrip(text));
+            }
+        }
+        guest_msg("QEMU thread %s:%s", tid, line->str);
+    }
+    if (tasks) {
+        g_dir_close(tasks);
+    }
+#endif
+    kill(pid, SIGKILL);
+    g_assert_not_reached();
+}
+
 /* Iterations have no event of their own: poll query-bitmap-trace, bounded */
 static void trace_await_completed(QTestState *qts, int64_t n)
 {
@@ -538,7 +601,7 @@ static void trace_await_completed(QTestState *qts, int64_t n)
         if (g_get_monotonic_time() > deadline) {
             guest_msg("the trace is stuck: %" PRId64 " iterations complete, "
                       "waited %d ms for %" PRId64, done, PASS_TIMEOUT_MS, n);
-            g_assert_not_reached();
+            qemu_wedged(qts);
         }
         g_usleep(1000);
     }
@@ -610,30 +673,40 @@ static void trace_cancel(QTestState *qts)
 }
 
 /*
- * Windows to trace after the guest is back from the event of a case: enough
- * for every vCPU of a starved MTTCG guest to run in some of them
+ * Windows to trace before the event of a case and after the guest is back
+ * from it: enough for every vCPU of a starved MTTCG guest to run in some
  */
-static int64_t windows_after_event(const GuestCase *c)
+static int64_t windows_around_event(const GuestCase *c)
 {
     return MAX(5, 300 / c->period_ms);
 }
 
 /*
  * The guest is reset during the trace.  The windows from the one in which
- * the reset may land until the one in progress when every vCPU has
- * signalled its first pass after the reboot hold the firmware's writes:
- * the guest's own writes are all before that signal.
+ * the reset may land until the one in progress when the boot block
+ * signals its start hold the firmware's writes (the firmware is done by
+ * then), and memory map changes that make KVM report whole RAM blocks
+ * dirty.  From then on the guest writes only its own pages; its vCPUs come
+ * back one by one.
  */
 static void trace_reset_guest(GuestVM *vm, const GuestCase *c,
                               GuestTraceEvents *ev)
 {
     ev->boot_first = trace_completed(vm->qts) + 1;
     qtest_qmp_assert_success(vm->qts, "{'execute': 'system_reset'}");
-    serial_await_first_pass(vm->serial_fd, c->ncpus);
+    if (!serial_await_signals(vm->serial_fd, SYM_BOOT_SIGNAL, 1,
+                              REBOOT_TIMEOUT_MS)) {
+        guest_msg("the guest did not boot again in %d ms after "
+                  "system_reset: QEMU's reset is stuck", REBOOT_TIMEOUT_MS);
+        qemu_wedged(vm->qts);
+    }
     ev->boot_last = trace_completed(vm->qts) + 1;
-    guest_msg("reset: all %d vCPUs back after windows %" PRId64 "-%" PRId64,
-              c->ncpus, ev->boot_first, ev->boot_last);
-    trace_await_completed(vm->qts, ev->boot_last + windows_after_event(c));
+    serial_await_passes(vm->serial_fd, c->ncpus);
+    ev->back = trace_completed(vm->qts) + 1;
+    guest_msg("reset: the firmware ran in windows %" PRId64 "-%" PRId64
+              ", all %d vCPUs back by window %" PRId64, ev->boot_first,
+              ev->boot_last, c->ncpus, ev->back);
+    trace_await_completed(vm->qts, ev->back + windows_around_event(c));
 }
 
 /*
@@ -663,7 +736,8 @@ static void trace_stop_guest(GuestVM *vm, const GuestCase *c,
     qtest_qmp_assert_success(vm->qts, "{'execute': 'cont'}");
     ev->quiet_first = stopped + 3;
     ev->quiet_last = resumed;
-    trace_await_completed(vm->qts, resumed + windows_after_event(c));
+    ev->back = resumed + 1;
+    trace_await_completed(vm->qts, resumed + windows_around_event(c));
 }
 
 /*
@@ -678,7 +752,7 @@ static void trace_run(GuestVM *vm, const GuestCase *c, GuestTraceEvents *ev)
 
     *ev = (GuestTraceEvents) {
         .quiet_first = 1, .quiet_last = 0,
-        .boot_first = 1, .boot_last = 0,
+        .boot_first = 1, .boot_last = 0, .back = 0,
     };
     qtest_qmp_assert_success(qts,
         "{'execute': 'bitmap-trace', 'arguments': {"
@@ -691,6 +765,11 @@ static void trace_run(GuestVM *vm, const GuestCase *c, GuestTraceEvents *ev)
     }
     trace_await_full_pass(qts, c, passes);
 
+    if (c->event != GUEST_EVENT_NONE) {
+        /* as many windows before the event as after it */
+        trace_await_completed(qts, trace_completed(qts) +
+                              windows_around_event(c));
+    }
     switch (c->event) {
     case GUEST_EVENT_NONE:
         evt = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
@@ -803,8 +882,9 @@ static char *stats_str(GArray *v)
  *   windows in which the VM was not stopped or rebooting;
  * - precision: no window lists a page outside the hot pages, the sweep and
  *   the guest's code page, nor a page without a guest-physical address,
- *   nor a zero page; except, for the pages, the windows in which the guest
- *   rebooted: the firmware writes where it likes;
+ *   nor a zero page;
+ * - neither is asked of the windows in which the guest rebooted: the
+ *   firmware writes where it likes;
  * - the windows in which the VM was stopped throughout list no page;
  * - the windows together list every sweep page (the caller made sure that
  *   a whole pass of every vCPU falls within the trace).
@@ -828,7 +908,7 @@ static void log_check(const BTLog *log, const GuestCase *c,
     g_autoptr(GString) per_cpu = g_string_new("");
     g_autofree char *sync_str = NULL;
     g_autofree char *harvest_str = NULL;
-    int64_t event_end = MAX(ev->quiet_last, ev->boot_last);
+    int64_t event_end = ev->back ?: MAX(ev->quiet_last, ev->boot_last);
     uint64_t hot_found = 0, hot_asked = 0, any_busy_windows = 0;
     uint64_t listed = 0, outside = 0, code = 0, sweep_covered = 0;
     uint64_t zero_listed = 0, quiet_listed = 0, boot_listed = 0;
@@ -902,7 +982,17 @@ static void log_check(const BTLog *log, const GuestCase *c,
             g_array_append_val(sync_us, it->sync_us);
             g_array_append_val(harvest_us, it->harvest_us);
         }
-        if (!quiet && !boot) {
+        if (boot) {
+            /*
+             * The firmware's writes, and whole RAM blocks when a memory
+             * map change made KVM start a slot over: neither recall (the
+             * busy test would see the firmware's writes) nor precision
+             */
+            boot_listed += it->pfns->len + it->unmapped;
+            continue;
+        }
+        /* the vCPUs restart one by one after a reset, all at once at cont */
+        if (!quiet && (n <= ev->boot_last || n > ev->back)) {
             running_windows++;
         }
         for (int cpu = 0; cpu < ncpus; cpu++) {
@@ -933,7 +1023,7 @@ static void log_check(const BTLog *log, const GuestCase *c,
                 g_string_append_printf(idle, " %d", cpu);
             }
         }
-        if (any_busy && !quiet && !boot) {
+        if (any_busy && !quiet && (n <= ev->boot_last || n > ev->back)) {
             any_busy_windows++;
         }
         for (guint h = 0; h < second_hot->len; h++) {
@@ -959,11 +1049,6 @@ static void log_check(const BTLog *log, const GuestCase *c,
             quiet_listed += it->dirty + it->unmapped;
             guest_msg("window %u lists %" PRIu64 " pages while the VM was "
                       "stopped", n, it->dirty + it->unmapped);
-        }
-        if (boot) {
-            /* the firmware's writes: only counted */
-            boot_listed += it->pfns->len + it->unmapped;
-            continue;
         }
 
         /*
@@ -1043,7 +1128,7 @@ static void log_check(const BTLog *log, const GuestCase *c,
         }
         if (ev->boot_first <= ev->boot_last) {
             guest_msg("windows %" PRId64 "-%" PRId64 " (the reboot) list %"
-                      PRIu64 " pages, not checked for precision",
+                      PRIu64 " pages, not checked",
                       ev->boot_first, ev->boot_last, boot_listed);
         }
         if (ev->quiet_first <= ev->quiet_last) {
@@ -1061,7 +1146,13 @@ static void log_check(const BTLog *log, const GuestCase *c,
     if (c->event != GUEST_EVENT_NONE) {
         g_assert_true(all_back);
     }
-    g_assert_cmpuint(any_busy_windows * 2, >=, running_windows);
+    /*
+     * Against vacuous checks: some vCPU ran a round in at least half of
+     * the windows (a quarter with several vCPUs: 8 of them on 2 host CPUs
+     * starve each other, the KVM ones most)
+     */
+    g_assert_cmpuint(any_busy_windows * (ncpus > 1 ? 4 : 2), >=,
+                     running_windows);
     g_assert_cmpuint(outside, ==, 0);
     g_assert_cmpuint(zero_listed, ==, 0);
     g_assert_cmpuint(quiet_listed, ==, 0);
@@ -1111,7 +1202,8 @@ static char *guest_boot(GuestVM *vm, GuestAccel accel, const GuestLayout *l,
                             "(QEMU's stderr tells why)");
         }
     }
-    serial_await_first_pass(vm->serial_fd, ncpus);
+    serial_await_boot(vm->serial_fd);
+    serial_await_passes(vm->serial_fd, ncpus);
     return NULL;
 }
 
@@ -1207,7 +1299,9 @@ static void smp_probe_child(void)
                          "-smp 2,sockets=1,cores=2,threads=1 %s "
                          "-serial file:%s -drive file=%s,format=raw",
                          l->machine_args, vm.serial, vm.image);
-    got = serial_await_passes(vm.serial_fd, 2, 10000);
+    g_assert_cmpint(serial_await_signals(vm.serial_fd, SYM_BOOT_SIGNAL, 1,
+                                         10000), ==, 1);
+    got = serial_await_signals(vm.serial_fd, SYM_PASS_SIGNAL, 2, 10000);
     guest_msg("KVM, 2 vCPUs: %d of them finished a pass in 10 s; pass "
               "counters %u %u", got, guest_passes(vm.qts, l, 0),
               guest_passes(vm.qts, l, 1));

@@ -4,7 +4,8 @@
  *
  * The BIOS loads this sector at 0x7c00 and jumps to it on the boot
  * processor (BSP).  The BSP switches to flat 32-bit protected mode with
- * interrupts off and wakes the application processors (APs), if any, with
+ * interrupts off, writes BOOT_SIGNAL to COM1 (port 0x3f8): the firmware is
+ * done, and wakes the application processors (APs), if any, with
  * INIT-SIPI-SIPI broadcast through its local APIC.  A SIPI starts an AP in
  * real mode at the start of a page: the BSP first stores a far jump to
  * ap_entry at TRAMPOLINE, the start of the page this sector is loaded into,
@@ -74,6 +75,7 @@
         .globl  LOAD_ADDR, PAGE_SIZE, HOT_PAGES_MAX, PRIV_PAGES_MAX
         .globl  CPUS_MAX, CPU_SLOT_SIZE, TRAMPOLINE
         .globl  HOT_TICK_OFF, SWEEP_TICK_OFF, PASS_COUNT_OFF, PASS_SIGNAL
+        .globl  BOOT_SIGNAL
         .set    LOAD_ADDR, 0x7c00
         .set    PAGE_SIZE, 4096
         .set    HOT_PAGES_MAX, 16
@@ -85,6 +87,7 @@
         .set    HOT_TICK_OFF, 8         /* dword in every hot page */
         .set    SWEEP_TICK_OFF, 0       /* dword in every sweep page */
         .set    PASS_SIGNAL, 0x50       /* 'P' */
+        .set    BOOT_SIGNAL, 0x42       /* 'B' */
 
         .text
         .code16
@@ -126,6 +129,10 @@ protected:
         or      $0x02, %al
         and     $0xfe, %al
         outb    %al, $PORT_A
+
+        mov     $BOOT_SIGNAL, %al
+        mov     $COM1, %dx
+        outb    %al, %dx
 
         /* Wake the APs: INIT, then SIPI twice, to TRAMPOLINE's page */
         movl    $ICR_INIT, APIC_ICR_LO
