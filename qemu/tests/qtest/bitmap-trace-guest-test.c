@@ -109,7 +109,7 @@ typedef struct GuestTraceEvents {
 
 /*
  * Progress messages.  A subprocess runs with -q, which drops
- * guest_msg(): print TAP comments to its inherited stdout instead.
+ * g_test_message(): print TAP comments to its inherited stdout instead.
  */
 static void G_GNUC_PRINTF(1, 2) guest_msg(const char *fmt, ...)
 {
@@ -686,8 +686,10 @@ static int64_t windows_around_event(const GuestCase *c)
  * the reset may land until the one in progress when the boot block
  * signals its start hold the firmware's writes (the firmware is done by
  * then), and memory map changes that make KVM report whole RAM blocks
- * dirty.  From then on the guest writes only its own pages; its vCPUs come
- * back one by one.
+ * dirty.  When the test sees the signal and n iterations complete, the
+ * sync of iteration n + 1 may be done already (an iteration counts once
+ * its log is written): window n + 2 may be in progress.  From then on the
+ * guest writes only its own pages; its vCPUs come back one by one.
  */
 static void trace_reset_guest(GuestVM *vm, const GuestCase *c,
                               GuestTraceEvents *ev)
@@ -700,9 +702,9 @@ static void trace_reset_guest(GuestVM *vm, const GuestCase *c,
                   "system_reset: QEMU's reset is stuck", REBOOT_TIMEOUT_MS);
         qemu_wedged(vm->qts);
     }
-    ev->boot_last = trace_completed(vm->qts) + 1;
+    ev->boot_last = trace_completed(vm->qts) + 2;
     serial_await_passes(vm->serial_fd, c->ncpus);
-    ev->back = trace_completed(vm->qts) + 1;
+    ev->back = trace_completed(vm->qts) + 2;
     guest_msg("reset: the firmware ran in windows %" PRId64 "-%" PRId64
               ", all %d vCPUs back by window %" PRId64, ev->boot_first,
               ev->boot_last, c->ncpus, ev->back);
