@@ -674,6 +674,21 @@ static void trace_cancel(QTestState *qts)
 }
 
 /*
+ * Once the guest is back from the event, wait until every vCPU has run a
+ * whole pass again: a starved vCPU may need more than the windows below to
+ * be seen running.
+ */
+static void trace_await_all_back(QTestState *qts, const GuestCase *c)
+{
+    g_autofree uint32_t *passes = g_new(uint32_t, c->ncpus);
+
+    for (int cpu = 0; cpu < c->ncpus; cpu++) {
+        passes[cpu] = guest_passes(qts, c->layout, cpu);
+    }
+    g_assert_true(trace_await_full_pass(qts, c, passes));
+}
+
+/*
  * Windows to trace before the event of a case and after the guest is back
  * from it: enough for every vCPU of a starved MTTCG guest to run in some
  */
@@ -711,6 +726,7 @@ static void trace_reset_guest(GuestVM *vm, const GuestCase *c,
     guest_msg("reset: the firmware ran in windows %" PRId64 "-%" PRId64
               ", all %d vCPUs back by window %" PRId64, ev->boot_first,
               ev->boot_last, c->ncpus, ev->back);
+    trace_await_all_back(vm->qts, c);
     trace_await_completed(vm->qts, ev->back + windows_around_event(c));
 }
 
@@ -744,6 +760,7 @@ static void trace_stop_guest(GuestVM *vm, const GuestCase *c,
     ev->quiet_first = stopped + 3;
     ev->quiet_last = resumed;
     ev->back = resumed + 1;
+    trace_await_all_back(vm->qts, c);
     trace_await_completed(vm->qts, resumed + windows_around_event(c));
 }
 
