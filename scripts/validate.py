@@ -332,7 +332,9 @@ def bootblock_image(path, sweep_start, sweep_end):
     if len(img) != 512 or img[510:] != b'\x55\xaa':
         raise RuntimeError(f'{hdr}: not a 512-byte boot sector')
     img[sym['sweep_start']:sym['sweep_start'] + 4] = sweep_start.to_bytes(4, 'little')
-    img[sym['sweep_end']:sym['sweep_end'] + 4] = sweep_end.to_bytes(4, 'little')
+    # one vCPU (-smp 1): its slice is the whole sweep range
+    slice_ = sweep_end - sweep_start
+    img[sym['sweep_slice']:sym['sweep_slice'] + 4] = slice_.to_bytes(4, 'little')
     with open(path, 'wb') as f:
         f.write(img)
 

@@ -1,31 +1,48 @@
 /*
  * Guest for bitmap-trace-guest-test: an x86 boot sector with a known
- * write pattern.
+ * write pattern, on one vCPU or on several at once.
  *
- * The BIOS loads this sector at 0x7c00 and jumps to it.  It switches to
- * flat 32-bit protected mode with interrupts off and then loops forever:
+ * The BIOS loads this sector at 0x7c00 and jumps to it on the boot
+ * processor (BSP).  The BSP switches to flat 32-bit protected mode with
+ * interrupts off, writes BOOT_SIGNAL to COM1 (port 0x3f8): the firmware is
+ * done, and wakes the application processors (APs), if any, with
+ * INIT-SIPI-SIPI broadcast through its local APIC.  A SIPI starts an AP in
+ * real mode at the start of a page: the BSP first stores a far jump to
+ * ap_entry at TRAMPOLINE, the start of the page this sector is loaded into,
+ * so the APs come in here too and switch to protected mode the same way.
+ * Then every vCPU, whose index is its APIC ID (0 for the BSP), loops
+ * forever:
  *
- *   for each page p in [sweep_start, sweep_end), step 4 KiB:
+ *   for each page p of its sweep slice, [sweep_start + index * sweep_slice,
+ *   sweep_start + (index + 1) * sweep_slice), step 4 KiB:
  *       increment the dword at p + SWEEP_TICK_OFF
- *       for each of the hot_count pages h in hot_pages[]:
- *           increment the dword at h + HOT_TICK_OFF
- *   store the number of completed passes at hot_pages[0] + PASS_COUNT_OFF
- *   after the first pass only: write PASS_SIGNAL to COM1 (port 0x3f8)
+ *       for each of the hot_count shared hot pages h in hot_pages[],
+ *       then each of its priv_count private hot pages
+ *       h = priv_pages[j] + index * priv_stride:
+ *           increment the dword at h + HOT_TICK_OFF + index * CPU_SLOT_SIZE
+ *   store its number of completed passes at
+ *       hot_pages[0] + PASS_COUNT_OFF + index * CPU_SLOT_SIZE
+ *   after its first pass only: write PASS_SIGNAL to COM1 (port 0x3f8)
  *
- * So each pass writes every sweep page once, and the hot pages are written
- * after every sweep page: far more often than any trace period.  Nothing
- * else is written: there is no stack, interrupts stay disabled, and the
- * accessed bits of the GDT descriptors are preset so that loading a segment
- * does not write to the GDT.  The only page that holds code or data of the
- * guest is the one this sector is loaded into, and it is only read.
+ * So each pass of a vCPU writes every page of its slice once, and its hot
+ * pages are written after every page of the slice: far more often than any
+ * trace period.  Nothing else is written once the vCPUs run their loops:
+ * there is no stack, interrupts stay disabled, and the accessed bits of the
+ * GDT descriptors are preset so that loading a segment does not write to
+ * the GDT.  The only page that holds code or data of the guest is the one
+ * this sector is loaded into; the BSP writes the trampoline into it once
+ * at boot, and it is only read after that.
  *
- * The parameter slots (hot_count, hot_pages, sweep_start, sweep_end) are
- * patched by the test in a copy of the image before booting; all values
- * are little-endian 32-bit guest-physical addresses.  hot_count must be at
- * least 1 (the pass counter lives in the first hot page) and at most
- * HOT_PAGES_MAX.  The generated header gives each global symbol as
- * SYM_<name>: an offset into the sector for labels, the value for the
- * constants.
+ * The parameter slots (hot_count, hot_pages, priv_count, priv_pages,
+ * priv_stride, sweep_start, sweep_slice) are patched by the test in a copy
+ * of the image before booting; all values are little-endian 32-bit
+ * guest-physical addresses or sizes in bytes.  hot_count must be at least
+ * 1 (the pass counters live in the first hot page) and at most
+ * HOT_PAGES_MAX, priv_count at most PRIV_PAGES_MAX, the APIC IDs below
+ * CPUS_MAX.  With one vCPU, no private page and sweep_slice the whole sweep
+ * range, this is the single-processor guest it was before APs came in.
+ * The generated header gives each global symbol as SYM_<name>: an offset
+ * into the sector for labels, the value for the constants.
  *
  * After editing, regenerate x86-bootblock.h with "make" in this directory
  * and commit both files.
@@ -46,23 +63,52 @@
 #define COM1            0x3f8
 #define PORT_A          0x92    /* bit 1: A20 gate, bit 0: fast reset */
 
-        .globl  LOAD_ADDR, PAGE_SIZE, HOT_PAGES_MAX
+/* Local APIC registers, xAPIC mode, at its reset base address */
+#define APIC_ID         0xfee00020      /* bits 31:24 */
+#define APIC_ICR_LO     0xfee00300
+/* Shorthand "all excluding self", level assert, INIT / start-up */
+#define ICR_INIT        0x000c4500
+#define ICR_SIPI        0x000c4600
+/* Busy-wait iterations after INIT and after each SIPI */
+#define IPI_DELAY       0x40000
+
+        .globl  LOAD_ADDR, PAGE_SIZE, HOT_PAGES_MAX, PRIV_PAGES_MAX
+        .globl  CPUS_MAX, CPU_SLOT_SIZE, TRAMPOLINE
         .globl  HOT_TICK_OFF, SWEEP_TICK_OFF, PASS_COUNT_OFF, PASS_SIGNAL
+        .globl  BOOT_SIGNAL
         .set    LOAD_ADDR, 0x7c00
         .set    PAGE_SIZE, 4096
         .set    HOT_PAGES_MAX, 16
+        .set    PRIV_PAGES_MAX, 4
+        .set    CPUS_MAX, 64
+        .set    CPU_SLOT_SIZE, 64       /* per-vCPU dwords in a hot page */
+        .set    TRAMPOLINE, LOAD_ADDR & ~(PAGE_SIZE - 1)
         .set    PASS_COUNT_OFF, 0       /* dword in hot_pages[0] */
         .set    HOT_TICK_OFF, 8         /* dword in every hot page */
         .set    SWEEP_TICK_OFF, 0       /* dword in every sweep page */
         .set    PASS_SIGNAL, 0x50       /* 'P' */
+        .set    BOOT_SIGNAL, 0x42       /* 'B' */
 
         .text
         .code16
-        .globl  bt_boot
+        .globl  bt_boot, ap_entry
 bt_boot:
         cli
         xor     %ax, %ax
         mov     %ax, %ds
+        /* The APs' start: ljmp $0, $ap_entry */
+        movb    $0xea, TRAMPOLINE
+        movw    $ADDR(ap_entry), TRAMPOLINE + 1
+        movw    %ax, TRAMPOLINE + 3
+        movl    $1, %edi                /* the BSP */
+        jmp     enter_protected
+
+ap_entry:
+        cli
+        xor     %ax, %ax
+        mov     %ax, %ds
+        xor     %edi, %edi              /* an AP */
+enter_protected:
         lgdtl   ADDR(gdt_desc)
         mov     %cr0, %eax
         or      $1, %eax                /* CR0.PE */
@@ -75,32 +121,67 @@ protected:
         mov     %ax, %ds
         mov     %ax, %es
         mov     %ax, %ss
+        test    %edi, %edi
+        jz      cpu_start
 
-        /* Open the A20 gate; keep the reset bit clear */
+        /* BSP: open the A20 gate; keep the reset bit clear */
         inb     $PORT_A, %al
         or      $0x02, %al
         and     $0xfe, %al
         outb    %al, $PORT_A
 
-        xor     %ebp, %ebp              /* completed passes */
+        mov     $BOOT_SIGNAL, %al
+        mov     $COM1, %dx
+        outb    %al, %dx
+
+        /* Wake the APs: INIT, then SIPI twice, to TRAMPOLINE's page */
+        movl    $ICR_INIT, APIC_ICR_LO
+        mov     $IPI_DELAY, %ecx
+1:      loop    1b
+        movl    $ICR_SIPI | (TRAMPOLINE >> 12), APIC_ICR_LO
+        mov     $IPI_DELAY, %ecx
+1:      loop    1b
+        movl    $ICR_SIPI | (TRAMPOLINE >> 12), APIC_ICR_LO
+
+cpu_start:
+        /*
+         * Registers from here on: %edi this vCPU's slot offset in a hot
+         * page, %ebx its private page offset, %edx the end of its sweep
+         * slice, %esi the sweep cursor, %ebp its completed passes.
+         */
+        mov     APIC_ID, %eax
+        shr     $24, %eax               /* index */
+        mov     %eax, %edi
+        shl     $6, %edi                /* * CPU_SLOT_SIZE */
+        mov     ADDR(priv_stride), %ebx
+        imul    %eax, %ebx
+        mov     ADDR(sweep_slice), %edx
+        inc     %eax
+        imul    %eax, %edx
+        add     ADDR(sweep_start), %edx
+        xor     %ebp, %ebp
 
 next_pass:
-        mov     ADDR(sweep_start), %esi
+        mov     %edx, %esi
+        sub     ADDR(sweep_slice), %esi
 
 sweep_step:
-        cmp     ADDR(sweep_end), %esi
+        cmp     %edx, %esi
         jae     pass_done
         incl    SWEEP_TICK_OFF(%esi)
         add     $PAGE_SIZE, %esi
 
-        mov     $ADDR(hot_pages), %ebx
         mov     ADDR(hot_count), %ecx
+        jecxz   2f
+1:      mov     ADDR(hot_pages) - 4(,%ecx,4), %eax
+        incl    HOT_TICK_OFF(%eax,%edi)
+        loop    1b
+2:      mov     ADDR(priv_count), %ecx
         jecxz   sweep_step
-hot_step:
-        mov     (%ebx), %eax
-        incl    HOT_TICK_OFF(%eax)
-        add     $4, %ebx
-        loop    hot_step
+1:      mov     ADDR(priv_pages) - 4(,%ecx,4), %eax
+        add     %ebx, %eax
+        incl    HOT_TICK_OFF(%eax,%edi)
+        loop    1b
         jmp     sweep_step
 
 pass_done:
@@ -108,13 +189,15 @@ pass_done:
         mov     ADDR(hot_count), %ecx
         jecxz   1f
         mov     ADDR(hot_pages), %eax
-        mov     %ebp, PASS_COUNT_OFF(%eax)
+        mov     %ebp, PASS_COUNT_OFF(%eax,%edi)
 1:
         cmp     $1, %ebp
         jne     next_pass
+        mov     %edx, %esi
         mov     $PASS_SIGNAL, %al
         mov     $COM1, %dx
         outb    %al, %dx
+        mov     %esi, %edx
         jmp     next_pass
 
         /*
@@ -132,18 +215,28 @@ gdt_desc:
         .word   gdt_end - gdt - 1
         .long   ADDR(gdt)
 
-        /* Parameters, patched by the test.  Defaults suit a 128 MiB guest. */
+        /*
+         * Parameters, patched by the test.  The defaults suit a 128 MiB
+         * guest with one vCPU.
+         */
         .p2align 2
-        .globl  hot_count, hot_pages, sweep_start, sweep_end
+        .globl  hot_count, hot_pages, priv_count, priv_pages, priv_stride
+        .globl  sweep_start, sweep_slice
 hot_count:
         .long   3
 hot_pages:
         .long   0x00010000, 0x00200000, 0x00500000
         .fill   HOT_PAGES_MAX - 3, 4, 0
+priv_count:
+        .long   0
+priv_pages:
+        .fill   PRIV_PAGES_MAX, 4, 0
+priv_stride:
+        .long   PAGE_SIZE
 sweep_start:
         .long   0x01000000
-sweep_end:
-        .long   0x01400000
+sweep_slice:
+        .long   0x00400000
 
         /* Boot signature */
         .org    510
