@@ -400,6 +400,10 @@ static bool bitmap_trace_thread_in(GPtrArray *threads, QemuThread *thread)
     return g_ptr_array_find(threads, thread, NULL);
 }
 
+static void bitmap_trace_nop(CPUState *cpu, run_on_cpu_data data)
+{
+}
+
 /* Work item: hold this vCPU thread until round @data is released */
 static void bitmap_trace_park_vcpu(CPUState *cpu, run_on_cpu_data data)
 {
@@ -409,6 +413,15 @@ static void bitmap_trace_park_vcpu(CPUState *cpu, run_on_cpu_data data)
     if (gen != bt_park.gen || bt_park.released >= gen) {
         return;
     }
+    /*
+     * Work items this thread ran just before this one, in the same batch
+     * of process_queued_cpu_work(), are done, but whoever waits for them in
+     * run_on_cpu() (the main loop enabling the vapic during a reboot, say)
+     * is woken only when the batch ends, which this item holds up.  A batch
+     * of our own ends now and wakes them.
+     */
+    async_run_on_cpu(cpu, bitmap_trace_nop, RUN_ON_CPU_NULL);
+    process_queued_cpu_work(cpu);
     g_ptr_array_add(bt_park.parked, cpu->thread);
     qemu_cond_broadcast(&bt_park.parked_cond);
 

@@ -1707,6 +1707,59 @@ static void test_guest_reset_storm(const void *opaque)
 }
 
 /*
+ * Guest reboots one after the other during a 10 ms trace, with 2 vCPUs:
+ * each boot runs the firmware to its end, and under KVM the firmware's
+ * vapic option ROM has the main loop queue run_on_cpu() work on the vCPUs
+ * (vapic_enable_tpr_reporting()), which a round's parked vCPUs must not
+ * hold up.  Every reboot must complete and the trace keep taking rounds.
+ */
+static void test_guest_reboots(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, accel, l, 2);
+    g_autofree char *status = NULL;
+    g_autoptr(BTLog) log = NULL;
+    int64_t before;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    trace_await_completed(vm.qts, 2);
+
+    before = trace_completed(vm.qts);
+    for (int i = 0; i < 12; i++) {
+        qtest_qmp_assert_success(vm.qts, "{'execute': 'system_reset'}");
+        if (!serial_await_signals(vm.serial_fd, SYM_BOOT_SIGNAL, 1,
+                                  REBOOT_TIMEOUT_MS)) {
+            guest_msg("reboot %d: the guest did not boot again in %d ms: "
+                      "QEMU's reset or a vCPU is stuck", i,
+                      REBOOT_TIMEOUT_MS);
+            qemu_wedged(vm.qts);
+        }
+        serial_await_passes(vm.serial_fd, 2);
+    }
+    trace_await_completed(vm.qts, trace_completed(vm.qts) + 5);
+    g_test_message("%s: %" PRId64 " rounds during 12 reboots",
+                   accel_name(accel), trace_completed(vm.qts) - before);
+
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    status = trace_await_end(vm.qts, 10000);
+    g_assert_cmpstr(status, ==, "cancelled");
+    log = bt_log_parse(vm.log_path, true);
+    g_assert_cmpstr(log->end_status, ==, "cancelled");
+    guest_cleanup(&vm);
+}
+
+/*
  * A trace of a guest run under record/replay (recording): the rounds must
  * not need the replay lock, which the trace thread does not hold.
  */
@@ -1961,6 +2014,12 @@ int main(int argc, char **argv)
     qtest_add_data_func("/bitmap-trace-guest/kvm/reset-storm",
                         GINT_TO_POINTER(GUEST_ACCEL_KVM),
                         test_guest_reset_storm);
+    qtest_add_data_func("/bitmap-trace-guest/tcg/reboots",
+                        GINT_TO_POINTER(GUEST_ACCEL_TCG),
+                        test_guest_reboots);
+    qtest_add_data_func("/bitmap-trace-guest/kvm/reboots",
+                        GINT_TO_POINTER(GUEST_ACCEL_KVM),
+                        test_guest_reboots);
     qtest_add_data_func("/bitmap-trace-guest/tcg/record-replay", NULL,
                         test_guest_record);
     qtest_add_func("/bitmap-trace-guest/kvm-dirty-ring/dirty-limit",
