@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Read and validate a bitmap-trace log, format v1 or v2.
+"""Read and validate a bitmap-trace log: text format v1 or v2, or binary v3.
+
+A binary log (it starts with binlog.MAGIC) is read as the text log of the
+same trace (binlog.to_text()), which is checked like any other.
 
 The format is docs/devel/migration/bitmap-trace.rst.  v2 is v1 plus zero-page
 information:
@@ -20,6 +23,8 @@ them into page indexes.
 
 import collections
 import re
+
+from . import binlog
 
 STATUSES = ('completed', 'cancelled', 'failed')
 ACCELS = ('tcg', 'kvm', 'kvm-dirty-ring', 'qtest')
@@ -108,24 +113,39 @@ class Log:
         self.iters = []
         self.end = None         # dict: status, iterations, error
         self.map = []           # sorted (first, last, block) for lookups
+        self.binary = False     # read from a binary log (format v3)
 
     @property
     def has_zero(self):
         return self.version >= 2
 
 
-def parse(path):
-    """Parse and validate a v1 or v2 log file; raise LogError on the first error."""
+def read_text(path):
+    """The text of the log at path: its own, or, for a binary log, the text
+    QEMU would have written for the same trace."""
     try:
         with open(path, 'rb') as f:
             data = f.read()
     except OSError as e:
         raise LogError(f'{path}: {e.strerror}')
+    if binlog.is_binary(data):
+        try:
+            return binlog.to_text(data), True
+        except binlog.BinLogError as e:
+            raise LogError(f'binary log: {e}')
     try:
-        text = data.decode('utf-8')
+        return data.decode('utf-8'), False
     except UnicodeDecodeError as e:
         raise LogError(f'not UTF-8 text (byte {e.start})')
-    return parse_text(text)
+
+
+def parse(path):
+    """Parse and validate a log file (text v1 or v2, binary v3); raise
+    LogError on the first error."""
+    text, binary = read_text(path)
+    log = parse_text(text)
+    log.binary = binary
+    return log
 
 
 def parse_text(text):

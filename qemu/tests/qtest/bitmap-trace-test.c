@@ -1018,6 +1018,60 @@ static void test_binary_bitmap(void)
     unlink(path);
 }
 
+/* @text without what differs between two runs: times and start */
+static char *mask_times(const char *text)
+{
+    g_autoptr(GRegex) re = g_regex_new("(t-ms|sync-us|harvest-us|zero-us|"
+                                       "start)=[^ \n]*", 0, 0, NULL);
+
+    return g_regex_replace_literal(re, text, -1, 0, "\\1=X", 0, NULL);
+}
+
+/* One run of the writes of test_pc_high() (text and binary alike) */
+static char *pc_high_log(const char *fmt)
+{
+    g_autofree char *path = tmp_path(fmt);
+    QTestState *qts = qtest_init(PC_HIGH_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autofree char *data = NULL;
+    g_autofree char *text = NULL;
+    gsize len;
+
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
+    wait_baseline(qts);
+    for (uint64_t p = 0; p < 600; p += 3) {
+        /* sparse and dense, below and above 4 GiB, zero and not */
+        qtest_writeb(qts, p * p * PAGE, p % 2);
+        qtest_writeb(qts, 0x100000000ULL + p * PAGE, p % 5 ? 1 : 0);
+    }
+    qtest_memset(qts, 0xc0000, 0, 0x40000);     /* ROMs: unmapped RAM */
+    ev = stop_trace(qts);
+    qtest_quit(qts);
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    unlink(path);
+    text = strcmp(fmt, "binary") ? g_strdup(data)
+                                 : bt_log_binary_to_text(data, len);
+    return mask_times(text);
+}
+
+/*
+ * The binary log holds what the text log does: the same writes, traced
+ * once in each format, give the same text, times aside.
+ */
+static void test_binary_same_as_text(void)
+{
+    g_autofree char *text = NULL;
+    g_autofree char *binary = NULL;
+
+    if (!qtest_has_machine("pc")) {
+        g_test_skip("no pc machine");
+        return;
+    }
+    text = pc_high_log("text");
+    binary = pc_high_log("binary");
+    g_assert_cmpstr(binary, ==, text);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1039,6 +1093,8 @@ int main(int argc, char **argv)
     qtest_add_data_func("/bitmap-trace/binary/zero-pages", "binary",
                         test_zero_pages);
     qtest_add_func("/bitmap-trace/binary/bitmap", test_binary_bitmap);
+    qtest_add_func("/bitmap-trace/binary/same-as-text",
+                   test_binary_same_as_text);
     qtest_add_func("/bitmap-trace/iface/query-since", test_query_since);
     qtest_add_func("/bitmap-trace/iface/defaults", test_defaults);
     qtest_add_func("/bitmap-trace/iface/ranges", test_ranges);
