@@ -79,14 +79,49 @@ class _Reader:
         self.pos = stop
         runs = []
         if kind == RUNS:
-            sub = _Reader(self.data, start, stop)
+            data = self.data
             pos = 0
-            while sub.pos < stop:
-                v = sub.varint()
-                first = pos + (v >> 1)
-                end = first + (sub.varint() + 2 if v & 1 else 1)
-                runs.append((first, end))
-                pos = end + 1
+            i = start
+            append = runs.append
+            try:
+                while i < stop:
+                    c = data[i]
+                    i += 1
+                    if c < 0x80:
+                        v = c
+                    else:
+                        v, shift = c & 0x7f, 7
+                        while True:
+                            c = data[i]
+                            i += 1
+                            v |= (c & 0x7f) << shift
+                            if c < 0x80:
+                                break
+                            shift += 7
+                    first = pos + (v >> 1)
+                    if v & 1:
+                        c = data[i]
+                        i += 1
+                        if c < 0x80:
+                            n = c
+                        else:
+                            n, shift = c & 0x7f, 7
+                            while True:
+                                c = data[i]
+                                i += 1
+                                n |= (c & 0x7f) << shift
+                                if c < 0x80:
+                                    break
+                                shift += 7
+                        end = first + n + 2
+                    else:
+                        end = first + 1
+                    append((first, end))
+                    pos = end + 1
+            except IndexError:
+                raise BinLogError(f'byte {start}: a page set runs past the end of its record')
+            if i != stop:
+                raise BinLogError(f'byte {start}: a page set runs past its length')
         elif kind == BITMAP:
             if n:
                 bits = bin(int.from_bytes(self.data[start:stop], 'little'))[:1:-1]
@@ -124,20 +159,30 @@ def _select(runs, rank_runs):
 
 def _translate(runs, segs, used, pfn_runs, unmapped_runs):
     """QEMU's bitmap_trace_block_runs(): runs of block pages to PFN runs
-    through segs, and the pages no segment maps to unmapped runs."""
+    through segs, and the pages no segment maps to unmapped runs.  Returns
+    how many segments contributed PFN runs (one: they need no merging)."""
     starts = [a for a, _ in runs]
     mapped = []
+    used_segs = 0
     for page, npages, pfn in segs:
         end = min(page + npages, used)
         if page >= end:
             continue
         mapped.append((page, end))
         j = max(bisect.bisect_right(starts, page) - 1, 0)
-        while j < len(runs) and runs[j][0] < end:
-            a, b = max(runs[j][0], page), min(runs[j][1], end)
+        k = bisect.bisect_left(starts, end)
+        if j >= k:
+            continue
+        used_segs += 1
+        first, last = runs[j], runs[k - 1]
+        if first[0] >= page and last[1] <= end:
+            off = pfn - page
+            pfn_runs.extend([(a + off, b - a) for a, b in runs[j:k]])
+            continue
+        for a, b in runs[j:k]:
+            a, b = max(a, page), min(b, end)
             if a < b:
                 pfn_runs.append((pfn + a - page, b - a))
-            j += 1
     mapped.sort()
     merged = []
     for a, b in mapped:
@@ -145,6 +190,8 @@ def _translate(runs, segs, used, pfn_runs, unmapped_runs):
             merged[-1] = (merged[-1][0], max(merged[-1][1], b))
         else:
             merged.append((a, b))
+    if merged == [(0, used)] or not runs:
+        return used_segs
     k = 0
     for a, b in runs:
         while k < len(merged) and merged[k][1] <= a:
@@ -159,6 +206,7 @@ def _translate(runs, segs, used, pfn_runs, unmapped_runs):
             else:
                 unmapped_runs.append((x, b - x))
                 x = b
+    return used_segs
 
 
 def _merge(runs):
@@ -242,6 +290,7 @@ def _iteration(r, blocks, out):
     n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us = \
         (r.varint() for _ in range(8))
     pfn_runs, zero_runs, ulines, uzlines = [], [], [], []
+    sources = zsources = 0
     last = -1
     for _ in range(r.varint()):
         i = r.varint()
@@ -260,16 +309,17 @@ def _iteration(r, blocks, out):
         ndirty = sum(e - a for a, e in runs)
         zruns = _select(runs, r.page_set(ndirty))
         urun, uzero = [], []
-        _translate(runs, b[2], b[1], pfn_runs, urun)
-        _translate(zruns, b[2], b[1], zero_runs, uzero)
+        sources += _translate(runs, b[2], b[1], pfn_runs, urun)
+        zsources += _translate(zruns, b[2], b[1], zero_runs, uzero)
         _put_ranges(ulines, 'unmapped', b[0] + ':', urun)
         _put_ranges(uzlines, 'unmapped-zero', b[0] + ':', uzero)
     out.append(f'iter n={n} t-ms={t_us // 1000}.{t_us % 1000:03d} dirty={dirty} '
                f'unmapped={unmapped} zero={zero} sync-us={sync_us} '
                f'harvest-us={harvest_us} zero-us={zero_us}\n')
-    _put_ranges(out, 'pfns', '', _merge(pfn_runs))
+    # the runs of one segment are sorted and apart already
+    _put_ranges(out, 'pfns', '', _merge(pfn_runs) if sources > 1 else pfn_runs)
     out.extend(ulines)
-    _put_ranges(out, 'zero', '', _merge(zero_runs))
+    _put_ranges(out, 'zero', '', _merge(zero_runs) if zsources > 1 else zero_runs)
     out.extend(uzlines)
 
 

@@ -24,6 +24,8 @@ them into page indexes.
 import collections
 import re
 
+import numpy as np
+
 from . import binlog
 
 STATUSES = ('completed', 'cancelled', 'failed')
@@ -77,6 +79,28 @@ def hex_range(token, what, lineno):
     if b < a:
         raise LogError(f'line {lineno}: {what} range {token} ends before it starts')
     return a, b
+
+
+RANGES_LINE = re.compile(r'[0-9a-f]+(?:-[0-9a-f]+)?(?: [0-9a-f]+(?:-[0-9a-f]+)?)*')
+
+
+def _fast_ranges(rest, dest):
+    """Append the ranges of a well-formed line to dest; returns (pages, _),
+    or (None, the offending token) when a range is not above the one before
+    it or ends before it starts."""
+    last = dest[-1][1] if dest else -2
+    n = 0
+    append = dest.append
+    for tok in rest.split(' '):
+        first, sep, end = tok.partition('-')
+        a = int(first, 16)
+        b = int(end, 16) if sep else a
+        if a <= last + 1 or b < a:
+            return None, tok
+        append((a, b))
+        n += b - a + 1
+        last = b
+    return n, None
 
 
 class Iteration:
@@ -247,6 +271,17 @@ def parse_text(text):
         elif word in ('pfns', 'zero'):
             dest = cur.pfns if word == 'pfns' else cur.zero_pfns
             what = 'pfn' if word == 'pfns' else 'zero pfn'
+            if RANGES_LINE.fullmatch(rest):
+                # the common case, checked as a whole line: no per-token regex
+                n, prev = _fast_ranges(rest, dest)
+                if n is None:
+                    raise LogError(f'line {i}: {what} range {prev} is not above the one '
+                                   'before it (ranges are ascending, disjoint and not adjacent)')
+                if word == 'pfns':
+                    cur.pfn_count += n
+                else:
+                    cur.zero_count += n
+                continue
             for tok in rest.split(' ') if rest else []:
                 a, b = hex_range(tok, what, i)
                 if dest and a <= dest[-1][1] + 1:
@@ -373,7 +408,28 @@ def check_map(log):
 def check_pfns_mapped(log):
     """Every logged PFN must lie in a block's map."""
     spans = log.map
+    # adjacent spans joined: a range lies in one of them or is not mapped
+    joined = []
+    for a, b, _ in spans:
+        if joined and a == joined[-1][1] + 1:
+            joined[-1][1] = b
+        else:
+            joined.append([a, b])
+    starts = [a for a, _ in joined]
+    bad = None
     for it in log.iters:
+        if not it.pfns:
+            continue
+        firsts, lasts = zip(*it.pfns)
+        k = np.searchsorted(starts, firsts, side='right') - 1
+        ends = np.array([b for _, b in joined] + [-1])
+        ok = (k >= 0) & (np.asarray(lasts) <= ends[k])
+        if not ok.all():
+            bad = it
+            break
+    if bad is None:
+        return
+    for it in [bad]:
         j = 0
         for a, b in it.pfns:
             while j < len(spans) and spans[j][1] < a:

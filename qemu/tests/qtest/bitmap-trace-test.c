@@ -687,7 +687,7 @@ static void test_refused_during_migration(void)
 }
 
 /* A write error ends the trace as failed; QEMU and the guest stay up */
-static void test_write_error(void)
+static void test_write_error(const void *fmt)
 {
     QTestState *qts = qtest_init(NONE_ARGS);
     g_autoptr(QDict) ev = NULL;
@@ -695,7 +695,7 @@ static void test_write_error(void)
     g_autofree char *path = tmp_path("after-error");
     QDict *data;
 
-    start_trace(qts, "/dev/full", 100000, 10);
+    start_trace_fmt(qts, "/dev/full", fmt, 100000, 10);
     ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
     data = qdict_get_qdict(ev, "data");
     g_assert_cmpstr(qdict_get_str(data, "status"), ==, "failed");
@@ -1101,7 +1101,10 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/errors", test_errors);
     qtest_add_func("/bitmap-trace/iface/refused-during-migration",
                    test_refused_during_migration);
-    qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
+    qtest_add_data_func("/bitmap-trace/iface/write-error", "text",
+                        test_write_error);
+    qtest_add_data_func("/bitmap-trace/binary/write-error", "binary",
+                        test_write_error);
     qtest_add_func("/bitmap-trace/iface/fdset", test_fdset);
     qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
