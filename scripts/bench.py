@@ -9,7 +9,9 @@ guest once and, on that same running guest, in turn:
      bt-workload under TCG prints MiB/s every second; the boot-block guest
      under KVM counts its passes over the swept pages, read with HMP xp);
   2. traces it with bitmap-trace (binary log) at 1000, 100 and 10 ms for a
-     few seconds each, measuring the throughput again, and takes from the
+     few seconds each, measuring the throughput again and comparing it with
+     an untraced window just before (the guest's speed drifts on a shared
+     host), and takes from the
      log and the trace events, per round: sync-us, harvest-us (take, re-arm
      and map the pages), zero-us, the time the trace thread waited for and
      held the BQL (the vCPUs are paused within it), the encode and write
@@ -408,9 +410,13 @@ def run_case(c, args, rundir, say, rep):
         res['traces'] = {}
         for period in args.periods:
             path = os.path.join(outdir, f'trace-{period}.btl')
+            # the guest's speed drifts (a shared host): compare each traced
+            # window with an untraced one just before it
+            base = tp.measure(win)
             r = trace(src, tp, path, 'binary', period, win)
+            r['base'] = base
             res['traces'][str(period)] = r
-            loss = 100 * (1 - r['throughput'] / res['base']) if res['base'] else None
+            loss = 100 * (1 - r['throughput'] / base) if base else None
             r['throughput_loss_pct'] = round(loss, 2) if loss is not None else None
             say(f"trace {period} ms: {r['rounds']} rounds, held "
                 f"{(r['bql_us'] or {}).get('median')} us median, late {r['late']}, "
