@@ -535,6 +535,40 @@ def table(results, periods):
     return '\n'.join(lines)
 
 
+def markdown(results):
+    """One row per case: the figures the README's targets are about."""
+    by = {}
+    for r in results:
+        if 'error' not in r:
+            by.setdefault(r['case']['name'], []).append(r)
+    rows = ['| case | dirty pages/round @100ms | BQL held (pause) @100ms median / p99 us '
+            '| sync / harvest+map / zero / encode / write us @100ms '
+            '| migration_bitmap_sync median / p99 us '
+            '| throughput loss % @1000 / 100 / 10 ms | late / missed @10ms '
+            '| log B/dirty page binary / text |',
+            '|---|---|---|---|---|---|---|---|']
+    for name, ok in by.items():
+        def s(*path, f='{:.0f}'):
+            return spread([get(r, *path) for r in ok], f)
+        t10 = [get(r, 'traces', '10') for r in ok]
+        t10 = [x for x in t10 if x]
+        late = (f"{sum(x['late'] for x in t10)} / {sum(x['missed'] for x in t10)} of "
+                f"{sum(x['rounds'] for x in t10)}") if t10 else '-'
+        rows.append(
+            f"| {name} | {s('traces', '100', 'dirty', 'median')} "
+            f"| {s('traces', '100', 'bql_us', 'median')} / {s('traces', '100', 'bql_us', 'p99')} "
+            f"| {s('traces', '100', 'sync_us', 'median')} / {s('traces', '100', 'harvest_us', 'median')}"
+            f" / {s('traces', '100', 'zero_us', 'median')} / {s('traces', '100', 'encode_us', 'median')}"
+            f" / {s('traces', '100', 'write_us', 'median')} "
+            f"| {s('migration', 'sync_us', 'median')} / {s('migration', 'sync_us', 'p99')} "
+            f"| {s('traces', '1000', 'throughput_loss_pct', f='{:+.1f}')} / "
+            f"{s('traces', '100', 'throughput_loss_pct', f='{:+.1f}')} / "
+            f"{s('traces', '10', 'throughput_loss_pct', f='{:+.1f}')} "
+            f"| {late} "
+            f"| {s('log_size', 'binary_per_page', f='{:.2f}')} / {s('log_size', 'text_per_page', f='{:.2f}')} |")
+    return '\n'.join(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                  epilog=__doc__.split('\n\n', 1)[1],
@@ -545,9 +579,15 @@ def main():
     ap.add_argument('--cases', default=None, help='regex of case names')
     ap.add_argument('--list', action='store_true')
     ap.add_argument('--out', default=None)
+    ap.add_argument('--markdown', metavar='RESULTS_JSON',
+                    help='print the table of an earlier run as Markdown, and exit')
     ap.add_argument('--window', type=float, default=None,
                     help='seconds per measurement (default 4; quick 1.5)')
     args = ap.parse_args()
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)['results']))
+        return 0
     args.build = os.environ.get('BUILD', os.path.join(TOP, 'build'))
     args.qemu = os.environ.get('QEMU', os.path.join(args.build, 'qemu-system-x86_64'))
     args.out = args.out or os.path.join(args.build, 'bench')
