@@ -427,7 +427,9 @@ def run_case(c, args, rundir, say, rep):
             res['text'] = trace(src, tp, os.path.join(outdir, 'trace-100.txt'),
                                 'text', 100, win)
         dst.start()
-        res['migration'] = migrate(src, dst, args.migrate_s, args.migrate_bw)
+        # the bulk round scans all RAM (zero pages too) before the next sync
+        res['migration'] = migrate(src, dst, args.migrate_s + c['ram_mib'] / 1024,
+                                   args.migrate_bw)
         say(f"migration: {res['migration']['syncs']} syncs, "
             f"{(res['migration']['sync_us'] or {}).get('median')} us median")
         dst.stop()

@@ -123,6 +123,7 @@ typedef struct BitmapTrace {
     off_t log_length;           /* bytes of complete records written */
     GString *enc;               /* binary log: scratch for an encoding */
     GString *rec;               /* binary log: a record being built */
+    GString *ent;               /* binary log: its block entries */
 
     QemuThread thread;
     bool thread_created;        /* created and not joined yet */
@@ -735,10 +736,11 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
                                           uint64_t *fresh_out)
 {
     GString *rec = bt->rec;
-    g_autoptr(GString) entries = g_string_new(NULL);
+    GString *entries = bt->ent;
     uint64_t dirty = 0, unmapped = 0, zero = 0, fresh = 0, nentries = 0;
     int64_t t_us = (t_ns - bt->t0_ns) / SCALE_US;
 
+    g_string_truncate(entries, 0);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
         uint64_t bdirty, bzero, flags = 0;
@@ -1249,8 +1251,10 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     bt->fd = fd;
     bt->format = format;
     if (!bt->rec) {
+        /* kept from trace to trace: a round allocates nothing */
         bt->rec = g_string_new(NULL);
         bt->enc = g_string_new(NULL);
+        bt->ent = g_string_new(NULL);
     }
     bt->iterations = iterations;
     bt->period_ms = period;
