@@ -105,6 +105,10 @@ def guest_cmd(c, qemu, build, outdir):
     cmd = [qemu, '-nodefaults', '-no-user-config', '-display', 'none',
            '-machine', 'pc', '-m', str(c['ram_mib']), '-smp', str(c['cpus']),
            '-no-reboot']
+    if c['ram_mib'] > 16 * 1024:
+        # more than the host has: never touched, so never reserved
+        cmd[cmd.index('pc')] = 'pc,memory-backend=ram0'
+        cmd += ['-object', f"memory-backend-ram,id=ram0,size={c['ram_mib']}M,reserve=off"]
     if c['guest'] == 'linux':
         append = (f"console=ttyS0 panic=-1 quiet bt.wss={c['wss_mib']} "
                   f"bt.rate=0 bt.report=1 bt.mode=random")
