@@ -478,15 +478,16 @@ static void bitmap_trace_put_ranges(GString *out, const char *word,
 
 /*
  * Append the pages set in @bits (a subset of the block's harvested pages)
- * to @runs as PFN runs, through the block's memory map, and those with no
- * GPA to @unmapped_runs as runs of block pages.  Returns the number of
- * unmapped pages.
+ * to @runs as PFN runs, through the block's memory map, and, if @unmapped
+ * (some of them have no GPA), those with no GPA to @unmapped_runs as runs
+ * of block pages.
  */
-static uint64_t bitmap_trace_block_runs(BitmapTraceBlock *b,
-                                        const unsigned long *bits,
-                                        GArray *runs, GArray *unmapped_runs)
+static void bitmap_trace_block_runs(BitmapTraceBlock *b,
+                                    const unsigned long *bits,
+                                    GArray *runs, GArray *unmapped_runs,
+                                    bool unmapped)
 {
-    uint64_t unmapped = 0, p;
+    uint64_t p;
 
     for (guint s = 0; s < b->segs->len; s++) {
         BitmapTraceSegment *seg = &g_array_index(b->segs,
@@ -501,6 +502,9 @@ static uint64_t bitmap_trace_block_runs(BitmapTraceBlock *b,
             p = q;
         }
     }
+    if (!unmapped) {
+        return;
+    }
 
     bitmap_andnot(b->scratch, bits, b->mapped, b->used_pages);
     for (p = find_first_bit(b->scratch, b->used_pages); p < b->used_pages;
@@ -508,10 +512,41 @@ static uint64_t bitmap_trace_block_runs(BitmapTraceBlock *b,
         uint64_t q = find_next_zero_bit(b->scratch, b->used_pages, p);
 
         bitmap_trace_add_run(unmapped_runs, p, q - p);
-        unmapped += q - p;
         p = q;
     }
-    return unmapped;
+}
+
+/*
+ * Count a block's pages of the last sync in one pass over its dirty
+ * bitmap, skipping the words with none: the dirty ones, the zero ones (a
+ * subset), the unmapped ones and, if @measured, those dirtied for the
+ * first time in the trace (and remember them).  A round costs O(words of
+ * the bitmap), not several passes over it.
+ */
+static void bitmap_trace_block_counts(BitmapTraceBlock *b, bool measured,
+                                      uint64_t *dirty, uint64_t *zero,
+                                      uint64_t *unmapped, uint64_t *fresh)
+{
+    unsigned long nwords = BITS_TO_LONGS(b->used_pages);
+
+    *dirty = *zero = *unmapped = *fresh = 0;
+    for (unsigned long k = 0; k < nwords; k++) {
+        unsigned long d = b->dirty[k];
+
+        if (!d) {
+            continue;
+        }
+        if (k == nwords - 1 && b->used_pages % BITS_PER_LONG) {
+            d &= BITMAP_LAST_WORD_MASK(b->used_pages);
+        }
+        *dirty += ctpopl(d);
+        *zero += ctpopl(b->zero[k] & d);
+        *unmapped += ctpopl(d & ~b->mapped[k]);
+        if (measured) {
+            *fresh += ctpopl(d & ~b->seen[k]);
+            b->seen[k] |= d;
+        }
+    }
 }
 
 /* Segments of several blocks interleave in GPA order: sort and merge */
@@ -559,21 +594,27 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
         g_autoptr(GArray) uzero = NULL;
         g_autofree char *prefix = NULL;
 
+        uint64_t bdirty, bzero, bunmapped, bfresh;
+
         if (b->gone) {
             continue;
         }
-        dirty += bitmap_count_one(b->dirty, b->used_pages);
-        zero += bitmap_count_one(b->zero, b->used_pages);
-        if (n > 0) {
-            bitmap_andnot(b->scratch, b->dirty, b->seen, b->used_pages);
-            fresh += bitmap_count_one(b->scratch, b->used_pages);
-            bitmap_or(b->seen, b->seen, b->dirty, b->used_pages);
+        bitmap_trace_block_counts(b, n > 0, &bdirty, &bzero, &bunmapped,
+                                  &bfresh);
+        dirty += bdirty;
+        zero += bzero;
+        unmapped += bunmapped;
+        fresh += bfresh;
+        if (!bdirty) {
+            continue;
         }
 
         urun = g_array_new(false, false, sizeof(BitmapTraceRun));
         uzero = g_array_new(false, false, sizeof(BitmapTraceRun));
-        unmapped += bitmap_trace_block_runs(b, b->dirty, runs, urun);
-        bitmap_trace_block_runs(b, b->zero, zero_runs, uzero);
+        bitmap_trace_block_runs(b, b->dirty, runs, urun, bunmapped);
+        if (bzero) {
+            bitmap_trace_block_runs(b, b->zero, zero_runs, uzero, bunmapped);
+        }
         prefix = g_strdup_printf("%s:", b->idstr);
         bitmap_trace_put_ranges(unmapped_lines, "unmapped", prefix, urun);
         bitmap_trace_put_ranges(unmapped_zero_lines, "unmapped-zero", prefix,
@@ -743,24 +784,17 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
     g_string_truncate(entries, 0);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
-        uint64_t bdirty, bzero, flags = 0;
+        uint64_t bdirty, bzero, bunmapped, bfresh, flags = 0;
 
         if (b->gone) {
             continue;
         }
-        bdirty = bitmap_count_one(b->dirty, b->used_pages);
-        bzero = bdirty ? bitmap_count_one(b->zero, b->used_pages) : 0;
-        if (bdirty) {
-            bitmap_andnot(b->scratch, b->dirty, b->mapped, b->used_pages);
-            unmapped += bitmap_count_one(b->scratch, b->used_pages);
-        }
-        if (n > 0 && bdirty) {
-            bitmap_andnot(b->scratch, b->dirty, b->seen, b->used_pages);
-            fresh += bitmap_count_one(b->scratch, b->used_pages);
-            bitmap_or(b->seen, b->seen, b->dirty, b->used_pages);
-        }
+        bitmap_trace_block_counts(b, n > 0, &bdirty, &bzero, &bunmapped,
+                                  &bfresh);
         dirty += bdirty;
         zero += bzero;
+        unmapped += bunmapped;
+        fresh += bfresh;
 
         if (b->used_pages != b->logged_used_pages) {
             flags |= BITMAP_TRACE_BIN_USED;
