@@ -72,12 +72,16 @@ TRACE_EVENTS = ('bitmap_trace_round', 'migration_bitmap_sync_start',
                 'migration_bitmap_sync_end')
 
 
-def case(accel, ram_gib, cpus, frac, guest=None):
-    guest = guest or ('bootblock' if accel == 'kvm' else 'linux')
+def case(accel, ram_gib, cpus, frac, rate=0):
+    """@frac of the RAM is rewritten; under TCG at @rate MiB/s (0: as fast
+    as the vCPU goes), pages drawn at random: a low rate over a large
+    share is sparse random writes."""
+    guest = 'bootblock' if accel == 'kvm' else 'linux'
     ram_mib = int(ram_gib * 1024)
-    return {'name': f'{accel}-{ram_gib:g}G-{cpus}cpu-{frac * 100:g}pct',
+    return {'name': f'{accel}-{ram_gib:g}G-{cpus}cpu-{frac * 100:g}pct' +
+            (f'-r{rate}' if rate else ''),
             'accel': accel, 'guest': guest, 'ram_mib': ram_mib, 'cpus': cpus,
-            'dirty_frac': frac,
+            'dirty_frac': frac, 'rate_mib_s': rate,
             'wss_mib': max(int(ram_mib * frac), 1)}
 
 
@@ -97,7 +101,9 @@ def grid(quick, big):
         for cpus in (1, 4):
             cases.append(case('tcg', ram, cpus, 0.01))
     cases += [case('tcg', 1, 1, 0.001), case('tcg', 1, 1, 0.1),
-              case('tcg', 1, 1, 0.5)]
+              case('tcg', 1, 1, 0.5),
+              # sparse random writes: 0.16 % and 1.6 % of the pages a round
+              case('tcg', 1, 1, 0.5, rate=8), case('tcg', 1, 1, 0.5, rate=80)]
     return cases
 
 
@@ -111,7 +117,7 @@ def guest_cmd(c, qemu, build, outdir):
         cmd += ['-object', f"memory-backend-ram,id=ram0,size={c['ram_mib']}M,reserve=off"]
     if c['guest'] == 'linux':
         append = (f"console=ttyS0 panic=-1 quiet bt.wss={c['wss_mib']} "
-                  f"bt.rate=0 bt.report=1 bt.mode=random")
+                  f"bt.rate={c.get('rate_mib_s', 0)} bt.report=1 bt.mode=random")
         return cmd + ['-accel', 'tcg',
                       '-kernel', os.path.join(build, 'guest/vmlinuz'),
                       '-initrd', os.path.join(build, 'guest/initramfs.cpio.gz'),
