@@ -86,8 +86,8 @@ RANGES_LINE = re.compile(r'[0-9a-f]+(?:-[0-9a-f]+)?(?: [0-9a-f]+(?:-[0-9a-f]+)?)
 
 def _fast_ranges(rest, dest):
     """Append the ranges of a well-formed line to dest; returns (pages, _),
-    or (None, the offending token) when a range is not above the one before
-    it or ends before it starts."""
+    or (None, what is wrong with which range) when a range ends before it
+    starts or is not above the one before it."""
     last = dest[-1][1] if dest else -2
     n = 0
     append = dest.append
@@ -95,8 +95,11 @@ def _fast_ranges(rest, dest):
         first, sep, end = tok.partition('-')
         a = int(first, 16)
         b = int(end, 16) if sep else a
-        if a <= last + 1 or b < a:
-            return None, tok
+        if b < a:
+            return None, f'{tok} ends before it starts'
+        if a <= last + 1:
+            return None, (f'{tok} is not above the one before it (ranges are '
+                          'ascending, disjoint and not adjacent)')
         append((a, b))
         n += b - a + 1
         last = b
@@ -275,8 +278,7 @@ def parse_text(text):
                 # the common case, checked as a whole line: no per-token regex
                 n, prev = _fast_ranges(rest, dest)
                 if n is None:
-                    raise LogError(f'line {i}: {what} range {prev} is not above the one '
-                                   'before it (ranges are ascending, disjoint and not adjacent)')
+                    raise LogError(f'line {i}: {what} range {prev}')
                 if word == 'pfns':
                     cur.pfn_count += n
                 else:
