@@ -15,6 +15,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <poll.h>
 #include "qemu/accel.h"
 #include "qemu/bitmap.h"
 #include "qemu/cutils.h"
@@ -31,15 +32,19 @@
 #include "exec/memory.h"
 #include "exec/ram_addr.h"
 #include "exec/target_page.h"
+#include "hw/core/cpu.h"
 #include "migration/blocker.h"
 #include "migration/misc.h"
 #include "monitor/monitor.h"
 #include "system/cpus.h"
+#include "system/dirtylimit.h"
 #include "system/kvm.h"
 #include "system/qtest.h"
+#include "system/replay.h"
 #include "system/runstate.h"
 #include "system/tcg.h"
 #include "bitmap-trace.h"
+#include "dirtyrate.h"
 #include "migration.h"
 #include "ram.h"
 #include "trace.h"
@@ -54,6 +59,13 @@
 /* Rows of the per-iteration table in a notice, at most: first and last */
 #define BITMAP_TRACE_NOTICE_ROWS        20
 
+/*
+ * How long a log that is not a regular file (a FIFO, a socket) may take no
+ * data before the trace fails, and how much longer once it is stopped
+ */
+#define BITMAP_TRACE_STALL_MS           2000
+#define BITMAP_TRACE_STALL_STOP_MS      500
+
 /* Ranges per "pfns"/"unmapped" line, to keep lines readable */
 #define BITMAP_TRACE_RANGES_PER_LINE    256
 
@@ -67,6 +79,7 @@
 #define BITMAP_TRACE_BIN_HEADER         'H'
 #define BITMAP_TRACE_BIN_ITER           'I'
 #define BITMAP_TRACE_BIN_END            'E'
+#define BITMAP_TRACE_BIN_UNTRACED       'U'
 /* A block entry of an iteration record: what precedes its page sets */
 #define BITMAP_TRACE_BIN_USED           1   /* its used pages changed */
 #define BITMAP_TRACE_BIN_MAP            2   /* its memory map changed */
@@ -110,16 +123,20 @@ typedef struct BitmapTrace {
     char *filename;
     int fd;
     BitmapTraceFormat format;
+    bool seekable;              /* a regular file, written with pwrite() */
     int64_t iterations;
     int64_t period_ms;
     const char *accel;
     char *start_time;
+    char *blocked;              /* why migration was blocked at the start */
     int64_t t0_ns;
     BitmapTraceBlock *blocks;
     unsigned nblocks;
     int64_t sync_us;
     int64_t harvest_us;
     int64_t zero_us;
+    GPtrArray *untraced;        /* RAMBlock * found after the start */
+    GString *untraced_lines;    /* "untraced" records of the last sync */
     off_t log_length;           /* bytes of complete records written */
     GString *enc;               /* binary log: scratch for an encoding */
     GString *rec;               /* binary log: a record being built */
@@ -183,6 +200,13 @@ static void bitmap_trace_free_blocks(BitmapTrace *bt)
     }
     g_clear_pointer(&bt->blocks, g_free);
     bt->nblocks = 0;
+    if (bt->untraced) {
+        g_ptr_array_set_size(bt->untraced, 0);
+        g_string_truncate(bt->untraced_lines, 0);
+    } else {
+        bt->untraced = g_ptr_array_new();
+        bt->untraced_lines = g_string_new(NULL);
+    }
 }
 
 /*
@@ -286,6 +310,31 @@ static BitmapTraceBlock *bitmap_trace_find_block(BitmapTrace *bt,
 }
 
 /*
+ * RAM that migration would send but that was added after the trace
+ * started (memory hotplug, a device's RAM) is not traced: say so in the
+ * log, once per block, after the iteration that first finds it.  Called
+ * with the BQL held (for idstr) and the RCU read lock.
+ */
+static void bitmap_trace_find_untraced(BitmapTrace *bt)
+{
+    RAMBlock *rb;
+
+    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
+        if (bitmap_trace_find_block(bt, rb) ||
+            g_ptr_array_find(bt->untraced, rb, NULL)) {
+            continue;
+        }
+        g_ptr_array_add(bt->untraced, rb);
+        g_string_append_printf(bt->untraced_lines,
+                               "untraced name=%s pages=%" PRIu64 "\n",
+                               qemu_ram_get_idstr(rb),
+                               (uint64_t)(rb->used_length >>
+                                          TARGET_PAGE_BITS));
+        trace_bitmap_trace_untraced(qemu_ram_get_idstr(rb));
+    }
+}
+
+/*
  * flatview_for_each_range() callback, called in ascending GPA order: give
  * each page of a traced block the lowest GPA it is visible at.
  */
@@ -342,26 +391,152 @@ static bool bitmap_trace_map_range(Int128 start, Int128 len,
 }
 
 /*
+ * Holding the vCPUs out of guest code for a round
+ *
+ * A round must be a clean cut through every vCPU's stream of writes: a
+ * write that lands after a page's dirty bit was taken but before tracking
+ * of the page is re-armed (KVM_CLEAR_DIRTY_LOG, the dirty ring reset, the
+ * TCG TLB reset) is recorded nowhere, and a page written between the two
+ * steps of one round would be attributed to one window or the other
+ * depending on whether it was clean.  So the round runs while every vCPU
+ * thread sits in bitmap_trace_park_vcpu(), a work item queued with
+ * async_run_on_cpu().
+ *
+ * This is not pause_all_vcpus(): it does not touch cpu->stop, the run
+ * state, the virtual clock or the replay lock, so nothing else in QEMU can
+ * undo it, and it does not get in the way of the main loop's own pauses
+ * (system_reset, CPU hotplug, the gdbstub, vapic).  A parked vCPU thread
+ * keeps doing what an idle one does: it reports itself stopped when asked
+ * to and runs the work queued on it (run_on_cpu() of the dirty ring flush
+ * or of a monitor command), through qemu_wait_io_event_common().  The BQL
+ * is dropped only while the vCPUs are being gathered, before the round
+ * takes anything.
+ */
+typedef struct BitmapTracePark {
+    QemuCond parked_cond;       /* a vCPU thread parked */
+    uint64_t gen;               /* the round being held */
+    uint64_t released;          /* the last round released */
+    GPtrArray *queued;          /* vCPU threads asked to park for @gen */
+    GPtrArray *parked;          /* vCPU threads parked for @gen */
+} BitmapTracePark;
+
+/* Protected by the BQL */
+static BitmapTracePark bt_park;
+
+static bool bitmap_trace_thread_in(GPtrArray *threads, QemuThread *thread)
+{
+    return g_ptr_array_find(threads, thread, NULL);
+}
+
+/* Work item: hold this vCPU thread until round @data is released */
+static void bitmap_trace_park_vcpu(CPUState *cpu, run_on_cpu_data data)
+{
+    uint64_t gen = data.host_ulong;
+    CPUState *other;
+
+    if (gen != bt_park.gen || bt_park.released >= gen) {
+        return;
+    }
+    g_ptr_array_add(bt_park.parked, cpu->thread);
+    qemu_cond_broadcast(&bt_park.parked_cond);
+
+    while (bt_park.released < gen) {
+        /* qemu_cpu_kick() wakes us for new work, a stop or the release */
+        qemu_cond_timedwait_bql(cpu->halt_cond, 100);
+        if (bt_park.released >= gen) {
+            break;
+        }
+        /* With single-threaded TCG this thread runs every vCPU */
+        CPU_FOREACH(other) {
+            if (other->thread == cpu->thread) {
+                qemu_wait_io_event_common(other);
+            }
+        }
+    }
+}
+
+/*
+ * Park every vCPU thread.  Called with the BQL held, from the main loop
+ * (@main_loop) or the trace thread; drops the BQL while waiting.  Returns
+ * false when no vCPU runs guest code (qtest).
+ */
+static bool bitmap_trace_park_vcpus(bool main_loop)
+{
+    /*
+     * Under record/replay the main loop holds the replay lock, which the
+     * vCPU thread needs before it gets to its queued work.  The trace
+     * thread never holds it.
+     */
+    bool replay_held = main_loop && replay_mode != REPLAY_MODE_NONE;
+    CPUState *cpu;
+
+    if (!tcg_enabled() && !kvm_enabled()) {
+        return false;
+    }
+    if (replay_held) {
+        replay_mutex_unlock();
+    }
+    if (!bt_park.queued) {
+        qemu_cond_init(&bt_park.parked_cond);
+        bt_park.queued = g_ptr_array_new();
+        bt_park.parked = g_ptr_array_new();
+    }
+    bt_park.gen++;
+    g_ptr_array_set_size(bt_park.queued, 0);
+    g_ptr_array_set_size(bt_park.parked, 0);
+
+    for (;;) {
+        bool all = true;
+
+        /* Look again each time: a CPU may have been plugged or unplugged */
+        CPU_FOREACH(cpu) {
+            /* a CPU still being created runs no guest code */
+            if (!cpu->created ||
+                bitmap_trace_thread_in(bt_park.parked, cpu->thread)) {
+                continue;
+            }
+            all = false;
+            if (!bitmap_trace_thread_in(bt_park.queued, cpu->thread)) {
+                g_ptr_array_add(bt_park.queued, cpu->thread);
+                async_run_on_cpu(cpu, bitmap_trace_park_vcpu,
+                                 RUN_ON_CPU_HOST_ULONG(bt_park.gen));
+            }
+        }
+        if (all) {
+            break;
+        }
+        qemu_cond_timedwait_bql(&bt_park.parked_cond, 100);
+    }
+    if (replay_held) {
+        /* the replay lock is taken before the BQL */
+        bql_unlock();
+        replay_mutex_lock();
+        bql_lock();
+    }
+    return true;
+}
+
+static void bitmap_trace_release_vcpus(void)
+{
+    CPUState *cpu;
+
+    bt_park.released = bt_park.gen;
+    CPU_FOREACH(cpu) {
+        qemu_cond_broadcast(cpu->halt_cond);
+    }
+}
+
+/*
  * One round: sync the dirty log, harvest every traced block and snapshot
  * the memory map the harvested pages are to be translated with.  Called
- * with the BQL held, like migration_bitmap_sync().
+ * with the BQL held, like migration_bitmap_sync(), from the main loop
+ * (@main_loop: the baseline) or the trace thread.
  */
-static void bitmap_trace_sync(BitmapTrace *bt)
+static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
 {
     int64_t t_sync = now_ns(), t_harvest;
-    bool pause = runstate_is_running();
+    bool parked = bitmap_trace_park_vcpus(main_loop);
 
-    /*
-     * Keep the vCPUs out of guest code from the sync until tracking is
-     * re-armed.  A write that lands after a page's bit was taken but before
-     * the page is re-armed (KVM_CLEAR_DIRTY_LOG, the TCG TLB reset, the
-     * dirty ring reset) is recorded nowhere.  Migration does not mind, as it
-     * reads the page later anyway; the trace would lose it, and with this
-     * thread preempted in between, every hot page of a whole window.
-     */
-    if (pause) {
-        pause_all_vcpus();
-    }
     memory_global_dirty_log_sync(false);
     t_harvest = now_ns();
 
@@ -390,11 +565,13 @@ static void bitmap_trace_sync(BitmapTrace *bt)
             }
         }
         flatview_for_each_range(fv, bitmap_trace_map_range, bt);
+        bitmap_trace_find_untraced(bt);
     }
-    /* TCG: make sure no vCPU is still in a write whose bit we missed */
-    memory_global_after_dirty_log_sync();
-    if (pause) {
-        resume_all_vcpus();
+    if (parked) {
+        /* No vCPU is in a TB, so none is in a write whose bit we missed */
+        bitmap_trace_release_vcpus();
+    } else {
+        memory_global_after_dirty_log_sync();
     }
 
     bt->sync_us = (t_harvest - t_sync) / SCALE_US;
@@ -634,6 +811,8 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
     g_string_append(out, unmapped_lines->str);
     bitmap_trace_put_ranges(out, "zero", "", zero_merged);
     g_string_append(out, unmapped_zero_lines->str);
+    g_string_append(out, bt->untraced_lines->str);
+    g_string_truncate(bt->untraced_lines, 0);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
                                  bt->harvest_us,
@@ -736,6 +915,29 @@ static void bitmap_trace_put_set(GString *out, const unsigned long *bits,
     }
 }
 
+/*
+ * The RAM blocks found since the last iteration that the trace does not
+ * cover: a record each, their name and pages, from the "untraced" lines
+ * the sync left for the text log.
+ */
+static void bitmap_trace_encode_untraced(BitmapTrace *bt, GString *out)
+{
+    g_auto(GStrv) lines = g_strsplit(bt->untraced_lines->str, "\n", -1);
+
+    for (int i = 0; lines[i] && lines[i][0]; i++) {
+        const char *name = lines[i] + strlen("untraced name=");
+        const char *pages = g_strrstr(lines[i], " pages=");
+        g_autofree char *idstr = g_strndup(name, pages - name);
+
+        g_string_truncate(bt->rec, 0);
+        bitmap_trace_put_str(bt->rec, idstr);
+        bitmap_trace_put_varint(bt->rec, g_ascii_strtoull(pages + 7, NULL,
+                                                          10));
+        bitmap_trace_put_record(out, BITMAP_TRACE_BIN_UNTRACED, bt->rec);
+    }
+    g_string_truncate(bt->untraced_lines, 0);
+}
+
 static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
 {
     GString *rec = bt->rec;
@@ -748,6 +950,7 @@ static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
     bitmap_trace_put_varint(rec, bt->period_ms);
     bitmap_trace_put_varint(rec, bt->iterations);
     bitmap_trace_put_str(rec, bt->start_time);
+    bitmap_trace_put_str(rec, bt->blocked ? bt->blocked : "");
     bitmap_trace_put_varint(rec, bt->nblocks);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
@@ -850,6 +1053,7 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
     bitmap_trace_put_varint(rec, nentries);
     g_string_append_len(rec, entries->str, entries->len);
     bitmap_trace_put_record(out, BITMAP_TRACE_BIN_ITER, rec);
+    bitmap_trace_encode_untraced(bt, out);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
                                  bt->harvest_us,
@@ -873,26 +1077,85 @@ static void bitmap_trace_commit(BitmapTrace *bt, int64_t n, int64_t t_ns,
 }
 
 /*
- * Write complete records only.  On error, cut the file back to the last
- * complete record so that what was written stays a valid log.
+ * Append @len bytes of @buf to the log.  A regular file is written with
+ * pwrite() at the log's length, whatever the offset of the descriptor: one
+ * dup'd from an fdset shares its offset with the fdset's own.  Anything
+ * else (a FIFO, a socket) was opened non-blocking and is waited for with
+ * poll(), but never for longer than BITMAP_TRACE_STALL_MS without taking
+ * data, and for at most BITMAP_TRACE_STALL_STOP_MS more once the trace is
+ * asked to stop, so that a reader that stopped reading cannot hold up
+ * state=false or QEMU's exit.
+ */
+static bool bitmap_trace_write_buf(BitmapTrace *bt, const char *buf,
+                                   size_t len, Error **errp)
+{
+    int64_t deadline = now_ns() + BITMAP_TRACE_STALL_MS * SCALE_MS;
+    bool stopping = false;
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n;
+
+        if (bt->seekable) {
+            n = pwrite(bt->fd, buf + done, len - done, bt->log_length + done);
+        } else {
+            n = write(bt->fd, buf + done, len - done);
+        }
+        if (n > 0) {
+            done += n;
+            deadline = now_ns() + BITMAP_TRACE_STALL_MS * SCALE_MS;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = { .fd = bt->fd, .events = POLLOUT };
+            int64_t left_ms;
+
+            if (!stopping && qatomic_read(&bt->stop_requested)) {
+                stopping = true;
+                deadline = MIN(deadline, now_ns() +
+                               BITMAP_TRACE_STALL_STOP_MS * SCALE_MS);
+            }
+            left_ms = DIV_ROUND_UP(deadline - now_ns(), SCALE_MS);
+            if (left_ms <= 0) {
+                error_setg(errp, "the reader of bitmap-trace log '%s' "
+                           "stopped reading: it must read the log as it "
+                           "is written, or log to a regular file",
+                           bt->filename);
+                return false;
+            }
+            /* wake up now and then to see whether the trace is stopped */
+            if (poll(&pfd, 1, MIN(left_ms, 100)) < 0 && errno != EINTR) {
+                error_setg_errno(errp, errno, "cannot write bitmap-trace "
+                                 "log '%s'", bt->filename);
+                return false;
+            }
+            continue;
+        }
+        error_setg_errno(errp, n < 0 ? errno : ENOSPC,
+                         "cannot write bitmap-trace log '%s'", bt->filename);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Write complete records only.  On error, cut a regular file back to the
+ * last complete record so that what was written stays a valid log.
  */
 static bool bitmap_trace_write(BitmapTrace *bt, GString *out, Error **errp)
 {
-    ssize_t done = qemu_write_full(bt->fd, out->str, out->len);
+    bool ok = bitmap_trace_write_buf(bt, out->str, out->len, errp);
 
-    if (done != out->len) {
-        error_setg_errno(errp, errno, "cannot write bitmap-trace log '%s'",
-                         bt->filename);
-        if (ftruncate(bt->fd, bt->log_length) < 0) {
-            /* nothing more to do: the error above is what the user sees */
-        }
-        lseek(bt->fd, bt->log_length, SEEK_SET);
-        g_string_truncate(out, 0);
-        return false;
+    if (ok) {
+        bt->log_length += out->len;
+    } else if (bt->seekable && ftruncate(bt->fd, bt->log_length) < 0) {
+        /* nothing more to do: the error above is what the user sees */
     }
-    bt->log_length += out->len;
     g_string_truncate(out, 0);
-    return true;
+    return ok;
 }
 
 static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
@@ -903,6 +1166,9 @@ static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
                            " start=%s\n",
                            QEMU_VERSION, bt->accel, (int)TARGET_PAGE_SIZE,
                            bt->period_ms, bt->iterations, bt->start_time);
+    if (bt->blocked) {
+        g_string_append_printf(out, "blocked reason=%s\n", bt->blocked);
+    }
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
 
@@ -1007,7 +1273,7 @@ static void *bitmap_trace_thread(void *opaque)
         t_lock = now_ns();
         bql_lock();
         t_ns = now_ns();
-        bitmap_trace_sync(bt);
+        bitmap_trace_sync(bt, false);
         bql_unlock();
         t_unlocked = now_ns();
 
@@ -1044,7 +1310,8 @@ static void *bitmap_trace_thread(void *opaque)
                                             "\n", ' ');
 
         status = BITMAP_TRACE_STATUS_FAILED;
-        if (bt->log_length) {
+        /* a stream may end inside a record: nothing can follow it */
+        if (bt->log_length && bt->seekable) {
             bitmap_trace_put_end(bt, out, status, msg);
             bitmap_trace_write(bt, out, NULL);
         }
@@ -1054,7 +1321,8 @@ static void *bitmap_trace_thread(void *opaque)
             status = BITMAP_TRACE_STATUS_FAILED;
         }
     }
-    if (close(bt->fd) < 0 && !err) {
+    /* qemu_close() also releases a descriptor dup'd from an fdset */
+    if (qemu_close(bt->fd) < 0 && !err) {
         error_setg_errno(&err, errno, "cannot close bitmap-trace log '%s'",
                          bt->filename);
         status = BITMAP_TRACE_STATUS_FAILED;
@@ -1218,6 +1486,42 @@ static bool bitmap_trace_check_args(const char *filename,
     return true;
 }
 
+/*
+ * Create or truncate the log.  The open does not block, so that a FIFO
+ * with no reader fails here instead of freezing the main loop, which runs
+ * the QMP handler.  Anything but a regular file stays non-blocking and is
+ * written as bitmap_trace_write_buf() says.
+ */
+static int bitmap_trace_open(const char *filename, bool *seekable,
+                             Error **errp)
+{
+    Error *local_err = NULL;
+    struct stat st;
+    int fd;
+
+    fd = qemu_create(filename, O_WRONLY | O_TRUNC | O_BINARY | O_NONBLOCK,
+                     0600, &local_err);
+    if (fd < 0) {
+        if (errno == ENXIO && stat(filename, &st) == 0 &&
+            S_ISFIFO(st.st_mode)) {
+            error_free(local_err);
+            error_setg(errp, "bitmap-trace log '%s' is a FIFO with no "
+                       "reader: start the reader first", filename);
+        } else {
+            error_propagate(errp, local_err);
+        }
+        return -1;
+    }
+    if (fstat(fd, &st) < 0) {
+        error_setg_errno(errp, errno, "cannot stat bitmap-trace log '%s'",
+                         filename);
+        qemu_close(fd);
+        return -1;
+    }
+    *seekable = S_ISREG(st.st_mode);
+    return fd;
+}
+
 static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
                                int64_t iterations, int64_t period,
                                Error **errp)
@@ -1225,6 +1529,9 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     ERRP_GUARD();
     BitmapTrace *bt = &bt_state;
     g_autoptr(GDateTime) start = NULL;
+    g_autofree char *blocked = NULL;
+    Error *why = NULL;
+    bool seekable;
     int fd;
 
     if (!bitmap_trace_check_args(filename, iterations, period, errp)) {
@@ -1242,6 +1549,37 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
                    "snapshot is in progress");
         return;
     }
+    /* A postcopy destination runs while pages still arrive, unlogged */
+    if (migration_incoming_postcopy_advised()) {
+        error_setg(errp, "bitmap-trace cannot run on the destination of a "
+                   "postcopy migration: wait until the migration completes");
+        return;
+    }
+
+    /* They would see the trace's rounds as guest writes; see dirtyrate.c */
+    if (dirtyrate_dirty_logging_active()) {
+        error_setg(errp, "bitmap-trace cannot run while calc-dirty-rate "
+                   "measures with dirty logging: wait until "
+                   "query-dirty-rate reports it measured");
+        return;
+    }
+    if (dirtylimit_in_service()) {
+        error_setg(errp, "bitmap-trace cannot run while a dirty page rate "
+                   "limit is set: remove it with cancel-vcpu-dirty-limit "
+                   "first");
+        return;
+    }
+
+    /*
+     * What already blocks migration may be a device that writes guest RAM
+     * without dirty logging (VFIO without dirty tracking, vhost-user
+     * without logging): the trace would miss those writes, so the log
+     * says what it was.
+     */
+    if (migration_is_blocked(&why)) {
+        blocked = g_strdelimit(g_strdup(error_get_pretty(why)), "\n", ' ');
+        error_free(why);
+    }
 
     /* A trace that took dirty bits from a live migration would corrupt it */
     if (!bt_blocker) {
@@ -1257,7 +1595,7 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
         return;
     }
     /* Only now, with nothing left to fail, create or truncate the file */
-    fd = qemu_create(filename, O_WRONLY | O_TRUNC | O_BINARY, 0600, errp);
+    fd = bitmap_trace_open(filename, &seekable, errp);
     if (fd < 0) {
         memory_global_dirty_log_stop(GLOBAL_DIRTY_TRACE);
         migrate_del_blocker(&bt_blocker);
@@ -1269,6 +1607,8 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     bitmap_trace_free_blocks(bt);
     g_free(bt->filename);
     g_free(bt->start_time);
+    g_free(bt->blocked);
+    bt->blocked = g_steal_pointer(&blocked);
     g_clear_pointer(&bt->error, g_free);
     if (bt->dirty_pages) {
         g_array_free(bt->dirty_pages, true);
@@ -1290,6 +1630,7 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
         bt->enc = g_string_new(NULL);
         bt->ent = g_string_new(NULL);
     }
+    bt->seekable = seekable;
     bt->iterations = iterations;
     bt->period_ms = period;
     bt->accel = bitmap_trace_accel();
@@ -1310,7 +1651,7 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
         bitmap_trace_init_blocks(bt);
     }
     bt->t0_ns = now_ns();
-    bitmap_trace_sync(bt);
+    bitmap_trace_sync(bt, true);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
 

@@ -258,10 +258,12 @@ def to_text(data):
                                   f'bt-report reads version {VERSION}')
             qemu, accel = r.str(), r.str()
             page_size, period, iterations = r.varint(), r.varint(), r.varint()
-            start_time = r.str()
+            start_time, blocked = r.str(), r.str()
             out.append('bitmap-trace v2\n')
             out.append(f'meta qemu={qemu} accel={accel} page-size={page_size} '
                        f'period-ms={period} iterations={iterations} start={start_time}\n')
+            if blocked:
+                out.append(f'blocked reason={blocked}\n')
             blocks = []
             for _ in range(r.varint()):
                 name, pages, segs = r.str(), r.varint(), r.segs()
@@ -272,6 +274,9 @@ def to_text(data):
             raise BinLogError(f'byte {start}: a record before the header')
         elif rtype == ord('I'):
             _iteration(r, blocks, out)
+        elif rtype == ord('U'):
+            name, pages = r.str(), r.varint()
+            out.append(f'untraced name={name} pages={pages}\n')
         elif rtype == ord('E'):
             status, iterations = r.str(), r.varint()
             error = r.str() if r.pos < end else None
@@ -382,10 +387,11 @@ class Writer:
         self.data = bytearray()
         self.blocks = []        # [used pages, segs] as the reader knows them
 
-    def header(self, qemu, accel, page_size, period_ms, iterations, start, blocks):
+    def header(self, qemu, accel, page_size, period_ms, iterations, start, blocks,
+               blocked=''):
         """blocks: (name, pages, segs), segs [(page, npages, pfn)] in GPA order."""
         p = _varint(VERSION) + _str(qemu) + _str(accel) + _varint(page_size)
-        p += _varint(period_ms) + _varint(iterations) + _str(start)
+        p += _varint(period_ms) + _varint(iterations) + _str(start) + _str(blocked)
         p += _varint(len(blocks))
         for name, pages, segs in blocks:
             p += _str(name) + _varint(pages) + _segs(segs)
@@ -414,6 +420,9 @@ class Writer:
             p += encode_set(pages)
             p += encode_set([k for k, pg in enumerate(pages) if pg in zpages])
         self.data += _record('I', p)
+
+    def untraced(self, name, pages):
+        self.data += _record('U', _str(name) + _varint(pages))
 
     def end(self, status, iterations, error=None):
         p = _str(status) + _varint(iterations)

@@ -122,6 +122,7 @@ class Iteration:
         self.unmapped_pages = []    # (block, first, last)
         self.zero_pfns = []         # v2: subset of pfns
         self.unmapped_zero = []     # v2: subset of unmapped_pages
+        self.untraced = []          # (name, pages): RAM added, not traced
         self.pfn_count = 0
         self.unmapped_count = 0
         self.zero_count = 0
@@ -136,6 +137,7 @@ class Log:
     def __init__(self):
         self.version = None
         self.meta = {}
+        self.blocked = None     # why migration was blocked at the start
         self.blocks = []        # dicts: name, pages, map [(first, npages)]
         self.iters = []
         self.end = None         # dict: status, iterations, error
@@ -214,7 +216,8 @@ def parse_text(text):
     names = {}
     cur = None
     # Within an iteration the records come in this order (v2 adds the last two)
-    order = {'pfns': 0, 'unmapped': 1, 'zero': 2, 'unmapped-zero': 3}
+    order = {'pfns': 0, 'unmapped': 1, 'zero': 2, 'unmapped-zero': 3,
+             'untraced': 4}
     stage = -1
     for i, line in enumerate(lines[2:], start=3):
         if log.end is not None:
@@ -229,7 +232,18 @@ def parse_text(text):
                 after = [w for w, k in order.items() if k == stage][0]
                 raise LogError(f'line {i}: {word} line after the {after} line')
             stage = order[word]
-        if word == 'block':
+        if word == 'blocked':
+            if log.blocks or log.blocked is not None:
+                raise LogError(f'line {i}: blocked line after a block line or twice')
+            if not rest.startswith('reason='):
+                raise LogError(f'line {i}: expected "blocked reason=<text>"')
+            log.blocked = rest[len('reason='):]
+        elif word == 'untraced':
+            mu = re.fullmatch(r'name=(\S+) pages=([0-9]+)', rest)
+            if not mu:
+                raise LogError(f'line {i}: expected "untraced name=<id> pages=<n>"')
+            cur.untraced.append((mu.group(1), int(mu.group(2))))
+        elif word == 'block':
             if log.iters:
                 raise LogError(f'line {i}: block line after the first iteration')
             mb = re.fullmatch(r'name=(.*) pages=([0-9]+) map=(\S*)', rest)

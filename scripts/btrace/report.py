@@ -57,6 +57,14 @@ def print_report(path, log, res, windows_shown, show_rounds=False):
       f'({mib(res["ram_pages"], ps):.1f} MiB)')
     for b in log.blocks:
         w(f'    {b["name"]:<24} {plural(b["pages"], "page"):>12}  {fmt_ranges(b["map"])}')
+    if log.blocked is not None:
+        w(f'  migration was blocked when the trace started: {log.blocked}')
+        w('    (a device that blocks migration may write guest RAM without dirty logging:')
+        w('    such writes are in no window)')
+    for it in log.iters:
+        for name, pages in it.untraced:
+            w(f'  not traced: RAM block {name} ({plural(pages, "page")}), added during '
+              f'the trace, found at iteration {it.n}: its writes are in no window')
     if res['baseline_pages'] is not None:
         w(f'  baseline (iteration 0): {res["baseline_pages"]} pages, all of the traced RAM'
           + (f'; {res["baseline_zero_pages"]} of them zero' if 'baseline_zero_pages' in res else ''))

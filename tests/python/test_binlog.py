@@ -86,6 +86,19 @@ class ToText(unittest.TestCase):
         self.assertIn('unmapped pc.ram:', text)
         parse.parse_text(text)
 
+    def test_blocked_and_untraced(self):
+        w = binlog.Writer()
+        w.header('10.0.13', 'kvm', 4096, 100, 3, 'T', [('ram', 8, [(0, 8, 0)])],
+                 blocked='ivshmem: memory-backend-file shared')
+        w.iteration(0, 0, 8, 0, 0, 1, 2, 3, {0: (range(8), [])})
+        w.iteration(1, 100000, 1, 0, 0, 1, 2, 3, {0: ([3], [])})
+        w.untraced('dimm0', 32768)
+        text = binlog.to_text(bytes(w.data))
+        self.assertEqual(text.splitlines()[2], 'blocked reason=ivshmem: memory-backend-file shared')
+        self.assertEqual(text.splitlines()[-1], 'untraced name=dimm0 pages=32768')
+        log = parse.parse_text(text)
+        self.assertEqual(log.blocked, 'ivshmem: memory-backend-file shared')
+
     def test_prefix_and_truncation(self):
         data = build_binary()
         ends = [end for _, _, end in binlog.records(data)]

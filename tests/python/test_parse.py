@@ -57,6 +57,22 @@ class ParseV2(unittest.TestCase):
         with self.assertRaisesRegex(parse.LogError, message):
             parse.parse_text(V2.replace(old, new, 1))
 
+    def test_blocked_and_untraced_records(self):
+        text = V2.replace('block name=ram', 'blocked reason=vfio: no dirty tracking\nblock name=ram', 1)
+        text = text.replace('unmapped-zero rom:0\n', 'unmapped-zero rom:0\nuntraced name=dimm1 pages=32768\n', 1)
+        log = parse.parse_text(text)
+        self.assertEqual(log.blocked, 'vfio: no dirty tracking')
+        self.assertEqual(log.iters[1].untraced, [('dimm1', 32768)])
+        self.assertEqual(log.iters[0].untraced, [])
+        self.assertEqual(log.iters[1].dirty, 3)     # its pages are not counted
+
+    def test_untraced_comes_last(self):
+        self.bad('pfns 1-2\n', 'untraced name=dimm1 pages=4\npfns 1-2\n',
+                 'pfns line after the untraced line')
+
+    def test_blocked_before_blocks(self):
+        self.bad('iter n=0', 'blocked reason=x\niter n=0', 'blocked line after a block line')
+
     def test_zero_must_be_among_pfns(self):
         # PFN 8 is not listed by iteration 1 (nor mapped at all)
         self.bad('zero 2\n', 'zero 8\n', 'zero pfn range 8-8 is not among its pfns')

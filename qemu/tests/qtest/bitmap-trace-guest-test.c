@@ -609,10 +609,11 @@ typedef struct GuestVM {
 } GuestVM;
 
 /*
- * Boot the guest and wait for its first full pass.  Returns a reason to
- * skip the case, or NULL.
+ * Boot the guest, with @extra on QEMU's command line, and wait for its
+ * first full pass.  Returns a reason to skip the case, or NULL.
  */
-static char *guest_boot(GuestVM *vm, GuestAccel accel, const GuestLayout *l)
+static char *guest_boot_args(GuestVM *vm, GuestAccel accel,
+                             const GuestLayout *l, const char *extra)
 {
     char *skip = accel_unusable_reason(accel);
 
@@ -626,10 +627,10 @@ static char *guest_boot(GuestVM *vm, GuestAccel accel, const GuestLayout *l)
     vm->serial = g_build_filename(vm->dir, "serial", NULL);
     vm->log_path = g_build_filename(vm->dir, "trace.log", NULL);
     vm->serial_fd = serial_fifo_open(vm->serial);
-    vm->qts = qtest_initf("-M pc -nodefaults %s %s "
+    vm->qts = qtest_initf("-M pc -nodefaults %s %s %s "
                           "-serial file:%s -drive file=%s,format=raw",
-                          accel_args(accel), l->machine_args, vm->serial,
-                          vm->image);
+                          accel_args(accel), l->machine_args, extra,
+                          vm->serial, vm->image);
 
     /* libqtest adds "-accel qtest", which QEMU falls back to */
     if (accel != GUEST_ACCEL_TCG) {
@@ -645,6 +646,11 @@ static char *guest_boot(GuestVM *vm, GuestAccel accel, const GuestLayout *l)
     }
     serial_await_first_pass(vm->serial_fd);
     return NULL;
+}
+
+static char *guest_boot(GuestVM *vm, GuestAccel accel, const GuestLayout *l)
+{
+    return guest_boot_args(vm, accel, l, "");
 }
 
 static void guest_cleanup(GuestVM *vm)
@@ -775,6 +781,257 @@ static void test_guest_pause(const void *opaque)
     guest_cleanup(&vm);
 }
 
+/*
+ * Wait until the trace is no longer active; fail, rather than hang, if it
+ * does not end in @timeout_ms.  Returns its final status.
+ */
+static char *trace_await_end(QTestState *qts, int64_t timeout_ms)
+{
+    int64_t deadline = g_get_monotonic_time() + timeout_ms * 1000;
+
+    for (;;) {
+        QDict *info = qtest_qmp_assert_success_ref(qts,
+                          "{'execute': 'query-bitmap-trace'}");
+        char *status = g_strdup(qdict_get_str(info, "status"));
+
+        qobject_unref(info);
+        if (strcmp(status, "active")) {
+            return status;
+        }
+        g_free(status);
+        if (g_get_monotonic_time() > deadline) {
+            g_test_message("the trace did not end %" PRId64 " ms after "
+                           "state=false", timeout_ms);
+            g_assert_not_reached();
+        }
+        g_usleep(10 * 1000);
+    }
+}
+
+/*
+ * Guest resets while a 10 ms trace runs, with 4 vCPUs.  Each reset pauses
+ * and resumes the vCPUs from the main loop; the trace must neither lose
+ * its vCPUs to that nor undo it: it keeps taking rounds, state=false ends
+ * it, and QEMU quits.
+ */
+static void test_guest_reset_storm(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot_args(&vm, accel, l, "-smp 4");
+    g_autofree char *status = NULL;
+    g_autoptr(BTLog) log = NULL;
+    int64_t before, after;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    trace_await_completed(vm.qts, 2);
+
+    before = trace_completed(vm.qts);
+    for (int i = 0; i < 200; i++) {
+        qtest_qmp_assert_success(vm.qts, "{'execute': 'system_reset'}");
+        g_usleep(g_test_rand_int_range(0, 3000));
+    }
+    /* the trace still takes rounds after the storm */
+    trace_await_completed(vm.qts, trace_completed(vm.qts) + 5);
+    after = trace_completed(vm.qts);
+
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    status = trace_await_end(vm.qts, 10000);
+    g_assert_cmpstr(status, ==, "cancelled");
+
+    log = bt_log_parse(vm.log_path, true);
+    g_assert_true(log->has_end);
+    g_assert_cmpstr(log->end_status, ==, "cancelled");
+    g_test_message("%s: %" PRId64 " rounds during 200 resets",
+                   accel_name(accel), after - before);
+    guest_cleanup(&vm);     /* quit must not hang */
+}
+
+/*
+ * A trace of a guest run under record/replay (recording): the rounds must
+ * not need the replay lock, which the trace thread does not hold.
+ */
+static void test_guest_record(const void *opaque)
+{
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *dir = g_dir_make_tmp("bitmap-trace-rr-XXXXXX", NULL);
+    g_autofree char *rrfile = g_build_filename(dir, "replay.bin", NULL);
+    g_autofree char *args = g_strdup_printf("-icount shift=5,rr=record,"
+                                            "rrfile=%s", rrfile);
+    g_autofree char *skip = guest_boot_args(&vm, GUEST_ACCEL_TCG, l, args);
+    g_autofree char *status = NULL;
+    g_autoptr(BTLog) log = NULL;
+    uint32_t passes;
+    guint busy = 0;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        rmdir(dir);
+        return;
+    }
+    passes = guest_passes(vm.qts, l);
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    trace_await_completed(vm.qts, 20);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    status = trace_await_end(vm.qts, 10000);
+    g_assert_cmpstr(status, ==, "cancelled");
+    /* the guest ran on during the trace */
+    g_assert_cmpuint(guest_passes(vm.qts, l), >, passes);
+
+    log = bt_log_parse(vm.log_path, true);
+    g_assert_cmpuint(log->iters->len, >=, 21);
+    for (guint n = 1; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+        size_t found = 0;
+
+        for (size_t h = 0; h < l->nhot; h++) {
+            found += bt_log_iter_has_pfn(it, l->hot[h] >> GUEST_PAGE_BITS);
+        }
+        /* a window in which the guest ran a round lists all hot pages */
+        if (window_has_hot_round(it, l)) {
+            busy++;
+            g_assert_cmpuint(found, ==, l->nhot);
+        }
+    }
+    g_assert_cmpuint(busy * 2, >=, log->iters->len - 1);
+    guest_cleanup(&vm);
+    unlink(rrfile);
+    rmdir(dir);
+}
+
+static gint cmp_int64(gconstpointer a, gconstpointer b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* "median M, 90th percentile P, max X" of @v, which it sorts */
+static char *summary_us(GArray *v)
+{
+    int64_t *x = (int64_t *)v->data;
+
+    g_array_sort(v, cmp_int64);
+    return g_strdup_printf("median %" PRId64 ", p90 %" PRId64 ", max %"
+                           PRId64, x[v->len / 2], x[v->len * 9 / 10],
+                           x[v->len - 1]);
+}
+
+/*
+ * What a round costs with 1, 4 and 8 vCPUs: sync-us (parking the vCPUs
+ * and syncing the dirty log) and harvest-us of the windows of a 50 x
+ * 10 ms trace.  Reported, not checked beyond the trace completing: the
+ * numbers depend on the host and on what else it runs.
+ */
+static void test_guest_round_cost(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    static const int ncpus[] = { 1, 4, 8 };
+    GuestCase c = {
+        .accel = accel, .layout = &one_block, .period_ms = 10,
+        .iterations = 50,
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(ncpus); i++) {
+        g_autofree char *smp = g_strdup_printf("-smp %d", ncpus[i]);
+        GuestVM vm = { 0 };
+        g_autofree char *skip = guest_boot_args(&vm, accel, c.layout, smp);
+        g_autoptr(GArray) sync = g_array_new(false, false, sizeof(int64_t));
+        g_autoptr(GArray) harvest = g_array_new(false, false,
+                                                sizeof(int64_t));
+        g_autoptr(BTLog) log = NULL;
+        g_autofree char *sync_sum = NULL;
+        g_autofree char *harvest_sum = NULL;
+
+        if (skip) {
+            g_test_skip(skip);
+            guest_cleanup(&vm);
+            return;
+        }
+        trace_run(vm.qts, &c, vm.log_path);
+        log = bt_log_parse(vm.log_path, true);
+        for (guint n = 1; n < log->iters->len; n++) {
+            const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+            g_array_append_val(sync, it->sync_us);
+            g_array_append_val(harvest, it->harvest_us);
+        }
+        sync_sum = summary_us(sync);
+        harvest_sum = summary_us(harvest);
+        g_test_message("%s, %d vCPUs, %u windows of 10 ms: sync-us %s; "
+                       "harvest-us %s", accel_name(accel), ncpus[i],
+                       sync->len, sync_sum, harvest_sum);
+        guest_cleanup(&vm);
+    }
+}
+
+/*
+ * With the dirty ring: a dirty page rate limit and a trace refuse each
+ * other, since the trace's ring resets would skew the per-vCPU rates.
+ */
+static void test_guest_dirty_limit(void)
+{
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, GUEST_ACCEL_KVM_RING, l);
+    QDict *resp;
+
+    if (!skip && dirty_ring_stalls_guest(vm.qts, l)) {
+        skip = g_strdup("the host's KVM stalls the guest once the dirty "
+                        "ring is in use: a host kernel defect");
+    }
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    resp = qtest_qmp_assert_failure_ref(vm.qts,
+        "{'execute': 'set-vcpu-dirty-limit', 'arguments': {"
+        " 'dirty-rate': 100 }}");
+    g_assert_nonnull(strstr(qdict_get_str(resp, "desc"), "bitmap-trace"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'set-vcpu-dirty-limit', 'arguments': {"
+        " 'dirty-rate': 100 }}");
+    resp = qtest_qmp_assert_failure_ref(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s }}", vm.log_path);
+    g_assert_nonnull(strstr(qdict_get_str(resp, "desc"),
+                            "cancel-vcpu-dirty-limit"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'cancel-vcpu-dirty-limit'}");
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 3, 'period': 10 }}",
+        vm.log_path);
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+    guest_cleanup(&vm);
+}
+
 static void add_cases(GuestAccel accel, const GuestLayout *layout)
 {
     /* About a second of trace; a pass takes tens of ms even under KVM. */
@@ -817,6 +1074,22 @@ int main(int argc, char **argv)
                         GINT_TO_POINTER(GUEST_ACCEL_TCG), test_guest_pause);
     qtest_add_data_func("/bitmap-trace-guest/kvm/vm-pause",
                         GINT_TO_POINTER(GUEST_ACCEL_KVM), test_guest_pause);
+    qtest_add_data_func("/bitmap-trace-guest/tcg/reset-storm",
+                        GINT_TO_POINTER(GUEST_ACCEL_TCG),
+                        test_guest_reset_storm);
+    qtest_add_data_func("/bitmap-trace-guest/kvm/reset-storm",
+                        GINT_TO_POINTER(GUEST_ACCEL_KVM),
+                        test_guest_reset_storm);
+    qtest_add_data_func("/bitmap-trace-guest/tcg/record-replay", NULL,
+                        test_guest_record);
+    qtest_add_func("/bitmap-trace-guest/kvm-dirty-ring/dirty-limit",
+                   test_guest_dirty_limit);
+    qtest_add_data_func("/bitmap-trace-guest/tcg/round-cost",
+                        GINT_TO_POINTER(GUEST_ACCEL_TCG),
+                        test_guest_round_cost);
+    qtest_add_data_func("/bitmap-trace-guest/kvm/round-cost",
+                        GINT_TO_POINTER(GUEST_ACCEL_KVM),
+                        test_guest_round_cost);
 
     return g_test_run();
 }

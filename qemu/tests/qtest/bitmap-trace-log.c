@@ -110,7 +110,18 @@ static BTLogIter *parse_iter(const char *line, int64_t expect_n,
     it->unmapped_pages = g_ptr_array_new_with_free_func(g_free);
     it->zero_pfns = g_array_new(false, false, sizeof(uint64_t));
     it->unmapped_zero = g_ptr_array_new_with_free_func(g_free);
+    it->untraced = g_ptr_array_new_with_free_func(g_free);
     return it;
+}
+
+/* "untraced name=<id> pages=<n>": RAM added after the trace started */
+static void parse_untraced(BTLogIter *it, const char *line)
+{
+    g_autoptr(GHashTable) h = parse_fields(line, "untraced");
+
+    g_assert_cmpuint(g_hash_table_size(h), ==, 2);
+    dec_field(h, "pages");
+    g_ptr_array_add(it->untraced, g_strdup(field(h, "name")));
 }
 
 /* A "pfns" or "zero" line: PFN ranges, appended to @pfns */
@@ -229,6 +240,7 @@ static void iter_free(gpointer p)
     g_ptr_array_free(it->unmapped_pages, true);
     g_array_free(it->zero_pfns, true);
     g_ptr_array_free(it->unmapped_zero, true);
+    g_ptr_array_free(it->untraced, true);
     g_free(it);
 }
 
@@ -550,6 +562,7 @@ char *bt_log_binary_to_text(const void *data, size_t len)
         g_assert(header || type == 'H');
         if (type == 'H') {
             g_autofree char *qemu = NULL, *accel = NULL, *start = NULL;
+            g_autofree char *blocked = NULL;
             uint64_t page_size, period, iterations, nblocks;
 
             g_assert_false(header);
@@ -561,11 +574,15 @@ char *bt_log_binary_to_text(const void *data, size_t len)
             period = bin_varint(&r);
             iterations = bin_varint(&r);
             start = bin_str(&r);
+            blocked = bin_str(&r);
             g_string_append_printf(out, "bitmap-trace v2\nmeta qemu=%s "
                                    "accel=%s page-size=%" PRIu64
                                    " period-ms=%" PRIu64 " iterations=%"
                                    PRIu64 " start=%s\n", qemu, accel,
                                    page_size, period, iterations, start);
+            if (*blocked) {
+                g_string_append_printf(out, "blocked reason=%s\n", blocked);
+            }
             nblocks = bin_varint(&r);
             for (uint64_t i = 0; i < nblocks; i++) {
                 BinBlock *b = g_new0(BinBlock, 1);
@@ -589,6 +606,13 @@ char *bt_log_binary_to_text(const void *data, size_t len)
             g_assert(r.p == r.end);
         } else if (type == 'I') {
             bin_iter(&r, blocks, out);
+        } else if (type == 'U') {
+            g_autofree char *name = bin_str(&r);
+            uint64_t pages = bin_varint(&r);
+
+            g_assert(r.p == r.end);
+            g_string_append_printf(out, "untraced name=%s pages=%" PRIu64
+                                   "\n", name, pages);
         } else {
             g_autofree char *status = NULL;
             g_autofree char *error = NULL;
@@ -655,7 +679,11 @@ BTLog *bt_log_parse(const char *path, bool need_end)
         const char *l = lines[i];
 
         g_assert_false(log->has_end);
-        if (g_str_has_prefix(l, "block ")) {
+        if (g_str_has_prefix(l, "blocked reason=")) {
+            g_assert_cmpuint(log->blocks->len, ==, 0);
+            g_assert_null(log->blocked);
+            log->blocked = g_strdup(l + strlen("blocked reason="));
+        } else if (g_str_has_prefix(l, "block ")) {
             g_assert_null(cur);
             g_assert_cmpuint(log->iters->len, ==, 0);
             parse_block(log, l);
@@ -667,19 +695,26 @@ BTLog *bt_log_parse(const char *path, bool need_end)
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->unmapped_pages->len, ==, 0);
             g_assert_cmpuint(cur->zero_pfns->len, ==, 0);
+            g_assert_cmpuint(cur->untraced->len, ==, 0);
             parse_pfns(cur->pfns, "pfns", l);
         } else if (g_str_has_prefix(l, "unmapped ")) {
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->zero_pfns->len, ==, 0);
+            g_assert_cmpuint(cur->untraced->len, ==, 0);
             parse_unmapped(cur->unmapped_pages, "unmapped", l);
         } else if (log->version >= 2 && g_str_has_prefix(l, "zero ")) {
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->unmapped_zero->len, ==, 0);
+            g_assert_cmpuint(cur->untraced->len, ==, 0);
             parse_pfns(cur->zero_pfns, "zero", l);
         } else if (log->version >= 2 &&
                    g_str_has_prefix(l, "unmapped-zero ")) {
             g_assert_nonnull(cur);
+            g_assert_cmpuint(cur->untraced->len, ==, 0);
             parse_unmapped(cur->unmapped_zero, "unmapped-zero", l);
+        } else if (g_str_has_prefix(l, "untraced ")) {
+            g_assert_nonnull(cur);
+            parse_untraced(cur, l);
         } else if (g_str_has_prefix(l, "end ")) {
             const char *err_txt = strstr(l, " error=");
             g_autofree char *head = err_txt ? g_strndup(l, err_txt - l)
@@ -713,6 +748,7 @@ void bt_log_free(BTLog *log)
     g_free(log->qemu_version);
     g_free(log->accel);
     g_free(log->start);
+    g_free(log->blocked);
     g_ptr_array_free(log->blocks, true);
     g_ptr_array_free(log->iters, true);
     g_free(log->end_status);

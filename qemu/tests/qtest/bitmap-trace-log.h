@@ -39,6 +39,7 @@ typedef struct BTLogIter {
     GPtrArray *unmapped_pages; /* "block:hexpage" strings, expanded */
     GArray *zero_pfns;      /* v2: the zero pages of @pfns, ascending */
     GPtrArray *unmapped_zero; /* v2: the zero pages of @unmapped_pages */
+    GPtrArray *untraced;    /* names of RAM blocks found not traced */
 } BTLogIter;
 
 typedef struct BTLog {
@@ -50,6 +51,7 @@ typedef struct BTLog {
     int64_t period_ms;
     int64_t iterations;
     char *start;
+    char *blocked;          /* why migration was blocked, or NULL */
     GPtrArray *blocks;      /* BTLogBlock * */
     GPtrArray *iters;       /* BTLogIter *, n == index */
     bool has_end;

@@ -104,16 +104,20 @@ static void wait_completed(QTestState *qts, int64_t n)
     g_assert_not_reached();
 }
 
-/* Wait until the baseline (iteration 0) is in the log */
+/*
+ * Wait until the baseline is in the log.  The command takes the baseline's
+ * sync; the trace thread then reads every page for the zero-page scan,
+ * which a write made before it is done could be seen by.
+ */
 static void wait_baseline(QTestState *qts)
 {
     for (int i = 0; i < 6000; i++) {
         g_autoptr(QDict) info = query_trace(qts);
 
-        if (qlist_size(qdict_get_qlist(info, "dirty-pages")) > 0) {
+        if (qlist_size(qdict_get_qlist(info, "dirty-pages")) >= 1) {
             return;
         }
-        g_usleep(1000);
+        g_usleep(5000);
     }
     g_assert_not_reached();
 }
@@ -237,7 +241,6 @@ static void test_zero_pages(const void *fmt)
     qtest_writeb(qts, 0x7 * PAGE + PAGE - 1, 1);
 
     start_trace_fmt(qts, path, fmt, 100000, 100000);
-    /* the baseline's zero scan runs after the command returns: let it end */
     wait_baseline(qts);
     qtest_memset(qts, 0x20 * PAGE, 0xaa, PAGE);     /* non-zero */
     qtest_memset(qts, 0x30 * PAGE, 0, PAGE);        /* zero written on zero */
@@ -622,6 +625,305 @@ static void test_fdset(void)
     unlink(path);
 }
 
+/*
+ * The same fdset for two traces in a row: the descriptor dup'd from it
+ * shares its file offset with the fdset's own, so the second log must
+ * still start at offset 0 (not after NUL bytes where the first log was),
+ * and the fdset must be released once its descriptor is removed.
+ */
+static void test_fdset_twice(void)
+{
+    g_autofree char *path = tmp_path("fdset-twice");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(BTLog) log = NULL;
+    g_autofree char *text = NULL;
+    QDict *resp;
+    QList *fdsets;
+    gsize len;
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+
+    g_assert_cmpint(fd, >=, 0);
+    qobject_unref(qtest_qmp_fds_assert_success_ref(qts, &fd, 1,
+        "{'execute': 'add-fd', 'arguments': {'fdset-id': 1}}"));
+    close(fd);
+
+    /* a long first log, then a shorter second one */
+    start_trace(qts, "/dev/fdset/1", 100000, 100000);
+    for (int i = 0; i < 64; i++) {
+        qtest_writeb(qts, (2 * i + 16) * PAGE, 1);
+    }
+    qobject_unref(stop_trace(qts));
+    start_trace(qts, "/dev/fdset/1", 100000, 100000);
+    qtest_writeb(qts, 0x5000, 1);
+    qobject_unref(stop_trace(qts));
+
+    g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+    g_assert_cmpuint(strlen(text), ==, len);
+    g_assert_true(g_str_has_prefix(text, "bitmap-trace v2\n"));
+    log = bt_log_parse(path, true);
+    g_assert_cmpuint(log->iters->len, ==, 2);
+    assert_exact(g_ptr_array_index(log->iters, 1), (uint64_t[]){ 5 }, 1);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'remove-fd', "
+                             "'arguments': {'fdset-id': 1}}");
+    resp = qtest_qmp(qts, "{'execute': 'query-fdsets'}");
+    fdsets = qdict_get_qlist(resp, "return");
+    g_assert_nonnull(fdsets);
+    g_assert_true(qlist_empty(fdsets));
+    qobject_unref(resp);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* Open @path for reading after @delay_ms, then close it again */
+typedef struct FifoLateReader {
+    char *path;
+    int delay_ms;
+} FifoLateReader;
+
+static gpointer fifo_late_reader(gpointer opaque)
+{
+    FifoLateReader *r = opaque;
+    int fd;
+
+    g_usleep(r->delay_ms * 1000);
+    fd = open(r->path, O_RDONLY | O_NONBLOCK);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    return NULL;
+}
+
+/* Read the FIFO whose read end is @opaque until EOF */
+static gpointer fifo_drain(gpointer opaque)
+{
+    int fd = GPOINTER_TO_INT(opaque);
+    GString *data = g_string_new("");
+    char buf[4096];
+
+    g_assert_cmpint(fcntl(fd, F_SETFL, 0), ==, 0);
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        g_assert_cmpint(n, >=, 0);
+        if (!n) {
+            break;
+        }
+        g_string_append_len(data, buf, n);
+    }
+    close(fd);
+    return data;
+}
+
+static char *fifo_create(const char *name)
+{
+    char *path = tmp_path(name);
+
+    g_assert_cmpint(mkfifo(path, 0600), ==, 0);
+    return path;
+}
+
+/*
+ * A FIFO with no reader: the command must fail at once with an error that
+ * says so, and must not wait (with the main loop) for a reader to come.
+ */
+static void test_fifo_no_reader(void)
+{
+    g_autofree char *path = fifo_create("fifo-none");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    FifoLateReader late = { .path = path, .delay_ms = 2000 };
+    GThread *reader = g_thread_new("late-reader", fifo_late_reader, &late);
+    int64_t t0 = g_get_monotonic_time();
+    QDict *resp;
+
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': %s}}", path);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 1000 * 1000);
+    g_assert_nonnull(strstr(error_desc(resp), "no reader"));
+    qobject_unref(resp);
+    g_thread_join(reader);
+
+    /* nothing is left behind: a trace to a file starts */
+    g_free(path);
+    path = tmp_path("fifo-none-after");
+    start_trace(qts, path, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* A reader that reads everything gets a complete, valid log */
+static void test_fifo_stream(void)
+{
+    g_autofree char *path = fifo_create("fifo-stream");
+    g_autofree char *copy = tmp_path("fifo-copy");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    int rfd = open(path, O_RDONLY | O_NONBLOCK);
+    g_autoptr(BTLog) log = NULL;
+    g_autoptr(QDict) ev = NULL;
+    GThread *reader;
+    GString *data;
+
+    /* QEMU opens the FIFO while a reader has it open */
+    g_assert_cmpint(rfd, >=, 0);
+    start_trace(qts, path, 20, 10);
+    reader = g_thread_new("reader", fifo_drain, GINT_TO_POINTER(rfd));
+    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "status"),
+                    ==, "completed");
+    data = g_thread_join(reader);
+    g_assert_true(g_file_set_contents(copy, data->str, data->len, NULL));
+    log = bt_log_parse(copy, true);
+    g_assert_cmpuint(log->iters->len, ==, 21);
+    g_assert_cmpstr(log->end_status, ==, "completed");
+    g_string_free(data, true);
+    qtest_quit(qts);
+    unlink(copy);
+    unlink(path);
+}
+
+/* Start a trace to a FIFO whose reader never reads; wait until it is full */
+static int fifo_stall(QTestState *qts, const char *path)
+{
+    int rfd = open(path, O_RDONLY | O_NONBLOCK);
+    int64_t done, last = -1;
+
+    g_assert_cmpint(rfd, >=, 0);
+#ifdef F_SETPIPE_SZ
+    fcntl(rfd, F_SETPIPE_SZ, 4096);
+#endif
+    start_trace(qts, path, 100000, 10);
+    /* full once the iterations stop for a while */
+    for (int i = 0; i < 1000; i++) {
+        g_usleep(100 * 1000);
+        done = completed_iterations(qts);
+        if (done == last) {
+            return rfd;
+        }
+        last = done;
+    }
+    g_assert_not_reached();
+}
+
+/* Wait, bounded, until no trace is active; returns its status */
+static char *wait_inactive(QTestState *qts, int64_t timeout_ms)
+{
+    int64_t deadline = g_get_monotonic_time() + timeout_ms * 1000;
+
+    for (;;) {
+        g_autoptr(QDict) info = query_trace(qts);
+
+        if (strcmp(qdict_get_str(info, "status"), "active")) {
+            return g_strdup(qdict_get_str(info, "status"));
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+}
+
+/*
+ * A reader that stops reading: the trace thread must not block for good.
+ * The trace fails by itself after a while, state=false ends it at once,
+ * and QEMU quits.
+ */
+static void test_fifo_stalled(void)
+{
+    g_autofree char *path = fifo_create("fifo-stall");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autofree char *status = NULL;
+    g_autoptr(QDict) info = NULL;
+    int rfd;
+    int64_t t0;
+
+    /* left alone, the trace fails with an error that says why */
+    rfd = fifo_stall(qts, path);
+    status = wait_inactive(qts, 10000);
+    g_assert_cmpstr(status, ==, "failed");
+    info = query_trace(qts);
+    g_assert_nonnull(strstr(qdict_get_str(info, "error-desc"),
+                            "stopped reading"));
+    close(rfd);
+
+    /* state=false ends it without waiting for the reader */
+    rfd = fifo_stall(qts, path);
+    t0 = g_get_monotonic_time();
+    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    g_free(status);
+    status = wait_inactive(qts, 10000);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 1500 * 1000);
+    g_assert_cmpstr(status, ==, "failed");
+    close(rfd);
+
+    /* and so does quit */
+    rfd = fifo_stall(qts, path);
+    t0 = g_get_monotonic_time();
+    qtest_quit(qts);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 1500 * 1000);
+    close(rfd);
+    unlink(path);
+}
+
+static void wait_dirty_rate_measured(QTestState *qts)
+{
+    for (int i = 0; i < 1000; i++) {
+        QDict *info = qtest_qmp_assert_success_ref(qts,
+                          "{'execute': 'query-dirty-rate'}");
+        bool measured = !strcmp(qdict_get_str(info, "status"), "measured");
+
+        qobject_unref(info);
+        if (measured) {
+            return;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * calc-dirty-rate with dirty logging and a trace refuse each other: the
+ * trace's rounds would look like guest writes to it.  Page sampling does
+ * not log and may run during a trace.
+ */
+static void test_dirty_rate_exclusion(void)
+{
+    g_autofree char *path = tmp_path("dirtyrate");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    QDict *resp;
+
+    start_trace(qts, path, 100000, 100000);
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'calc-dirty-rate', 'arguments': {'calc-time': 100,"
+        " 'calc-time-unit': 'millisecond', 'mode': 'dirty-bitmap'}}");
+    g_assert_nonnull(strstr(error_desc(resp), "bitmap-trace state=false"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'calc-dirty-rate', 'arguments': {'calc-time': 100,"
+        " 'calc-time-unit': 'millisecond', 'mode': 'page-sampling'}}");
+    wait_dirty_rate_measured(qts);
+    qobject_unref(stop_trace(qts));
+    unlink(path);
+
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'calc-dirty-rate', 'arguments': {'calc-time': 500,"
+        " 'calc-time-unit': 'millisecond', 'mode': 'dirty-bitmap'}}");
+    resp = qtest_qmp_assert_failure_ref(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': %s}}", path);
+    g_assert_nonnull(strstr(error_desc(resp), "calc-dirty-rate"));
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    qobject_unref(resp);
+    wait_dirty_rate_measured(qts);
+
+    start_trace(qts, path, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* savevm is refused while a trace runs */
 static void test_savevm_refused(void)
 {
@@ -634,6 +936,32 @@ static void test_savevm_refused(void)
     out = qtest_hmp(qts, "savevm snap0");
     g_assert_nonnull(strstr(out, "bitmap-trace in progress"));
     ev = stop_trace(qts);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
+ * loadvm is refused while a trace runs: loading a snapshot rewrites RAM
+ * without dirty logging.  Without a trace it fails for its own reasons.
+ */
+static void test_loadvm_refused(void)
+{
+    g_autofree char *path = tmp_path("loadvm");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autofree char *during = NULL;
+    g_autofree char *after = NULL;
+    QDict *resp;
+
+    start_trace(qts, path, 100000, 100000);
+    during = qtest_hmp(qts, "loadvm snap0");
+    g_assert_nonnull(strstr(during, "bitmap-trace state=false"));
+    /* refused before the VM is stopped for the load */
+    resp = qtest_qmp_assert_success_ref(qts, "{'execute': 'query-status'}");
+    g_assert_true(qdict_get_bool(resp, "running"));
+    qobject_unref(resp);
+    qobject_unref(stop_trace(qts));
+    after = qtest_hmp(qts, "loadvm snap0");
+    g_assert_null(strstr(after, "bitmap-trace"));
     qtest_quit(qts);
     unlink(path);
 }
@@ -684,6 +1012,156 @@ static void test_refused_during_migration(void)
     qtest_quit(qts);
     unlink(path);
     unlink(mig);
+}
+
+static void wait_migration_status(QTestState *qts, const char *status)
+{
+    for (;;) {
+        g_autoptr(QDict) ev = qtest_qmp_eventwait_ref(qts, "MIGRATION");
+        const char *st = qdict_get_str(qdict_get_qdict(ev, "data"), "status");
+
+        if (!strcmp(st, "failed")) {
+            g_autoptr(QDict) info = qtest_qmp_assert_success_ref(qts,
+                                        "{'execute': 'query-migrate'}");
+
+            g_test_message("migration failed: %s",
+                           qdict_haskey(info, "error-desc") ?
+                           qdict_get_str(info, "error-desc") : "?");
+        }
+        g_assert_cmpstr(st, !=, "failed");
+        if (!strcmp(st, status)) {
+            return;
+        }
+    }
+}
+
+/*
+ * The destination of a postcopy migration runs while pages still arrive
+ * (placed with userfaultfd, not dirty-logged): a trace is refused there.
+ */
+static void test_refused_on_postcopy_destination(void)
+{
+    g_autofree char *path = tmp_path("postcopy");
+    g_autofree char *sock = tmp_path("postcopy-sock");
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    QTestState *src, *dst;
+    QDict *resp;
+
+    /* -M none cannot migrate an x86 CPU */
+    dst = qtest_initf("-M pc -m 64M -nodefaults -incoming defer");
+    src = qtest_init("-M pc -m 64M -nodefaults");
+    resp = qtest_qmp(dst, "{'execute': 'migrate-set-capabilities',"
+        " 'arguments': {'capabilities': ["
+        "  {'capability': 'postcopy-ram', 'state': true},"
+        "  {'capability': 'events', 'state': true}]}}");
+    if (!qdict_haskey(resp, "return")) {
+        g_test_skip("postcopy is not supported here (no userfaultfd?)");
+        qobject_unref(resp);
+        qtest_quit(src);
+        qtest_quit(dst);
+        return;
+    }
+    qobject_unref(resp);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-capabilities',"
+        " 'arguments': {'capabilities': ["
+        "  {'capability': 'postcopy-ram', 'state': true}]}}");
+    /* keep the migration in postcopy long enough to ask */
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters',"
+        " 'arguments': {'max-bandwidth': 65536,"
+        "  'max-postcopy-bandwidth': 65536}}");
+    qtest_qmp_assert_success(dst, "{'execute': 'migrate-incoming',"
+                             " 'arguments': {'uri': %s}}", uri);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate',"
+                             " 'arguments': {'uri': %s}}", uri);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-start-postcopy'}");
+    wait_migration_status(dst, "postcopy-active");
+
+    resp = qtest_qmp_assert_failure_ref(dst,
+        "{'execute': 'bitmap-trace', 'arguments': {'state': true,"
+        " 'filename': %s}}", path);
+    g_assert_nonnull(strstr(error_desc(resp), "postcopy"));
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    qobject_unref(resp);
+
+    qtest_quit(src);
+    qtest_quit(dst);
+    unlink(sock);
+}
+
+/*
+ * RAM plugged during a trace is not traced (a migration would not have
+ * it either): the log says so, once, after the iteration that found it.
+ */
+static void test_ram_added(const void *fmt)
+{
+    g_autofree char *path = tmp_path("ram-added");
+    QTestState *qts = qtest_init("-M pc -m 64M,slots=2,maxmem=256M "
+                                 "-nodefaults");
+    g_autoptr(BTLog) log = NULL;
+    int64_t plugged;
+    guint found = 0;
+
+    start_trace_fmt(qts, path, fmt, 100000, 20);
+    wait_completed(qts, 2);
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-ram',"
+                             " 'id': 'hp0', 'size': 16777216 }}");
+    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments': {"
+                             " 'driver': 'pc-dimm', 'id': 'dimm0',"
+                             " 'memdev': 'hp0' }}");
+    plugged = completed_iterations(qts);
+    wait_completed(qts, plugged + 5);
+    qobject_unref(stop_trace(qts));
+
+    log = bt_log_parse(path, true);
+    for (guint n = 0; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+        for (guint i = 0; i < it->untraced->len; i++) {
+            g_assert_nonnull(strstr(g_ptr_array_index(it->untraced, i),
+                                    "hp0"));
+            g_assert_cmpint(n, >, plugged - 1);
+            g_assert_cmpint(n, <=, plugged + 2);
+            found++;
+        }
+    }
+    g_assert_cmpuint(found, ==, 1);
+    g_assert_null(bt_log_find_block(log, "hp0"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
+ * A device that blocks migration may write guest RAM without dirty
+ * logging: the log names the blocker.  ivshmem in peer mode is one that
+ * runs under qtest.  Without a blocker there is no such line.
+ */
+static void test_blocker_recorded(const void *fmt)
+{
+    g_autofree char *path = tmp_path("blocker");
+    g_autofree char *shm = tmp_path("blocker-shm");
+    QTestState *qts = qtest_initf("-M pc -m 64M -nodefaults -object "
+                                  "memory-backend-file,id=mb,size=1M,"
+                                  "mem-path=%s,share=on -device "
+                                  "ivshmem-plain,memdev=mb,master=off", shm);
+    g_autoptr(BTLog) log = NULL;
+    g_autoptr(BTLog) clean = NULL;
+
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
+    qobject_unref(stop_trace(qts));
+    log = bt_log_parse(path, true);
+    g_assert_nonnull(log->blocked);
+    g_assert_nonnull(strstr(log->blocked, "ivshmem"));
+    qtest_quit(qts);
+    unlink(shm);
+
+    qts = qtest_init(NONE_ARGS);
+    start_trace_fmt(qts, path, fmt, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    clean = bt_log_parse(path, true);
+    g_assert_null(clean->blocked);
+    qtest_quit(qts);
+    unlink(path);
 }
 
 /* A write error ends the trace as failed; QEMU and the guest stay up */
@@ -1103,12 +1581,29 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/errors", test_errors);
     qtest_add_func("/bitmap-trace/iface/refused-during-migration",
                    test_refused_during_migration);
+    qtest_add_func("/bitmap-trace/iface/refused-on-postcopy-destination",
+                   test_refused_on_postcopy_destination);
     qtest_add_data_func("/bitmap-trace/iface/write-error", "text",
                         test_write_error);
     qtest_add_data_func("/bitmap-trace/binary/write-error", "binary",
                         test_write_error);
+    qtest_add_data_func("/bitmap-trace/iface/ram-added", "text",
+                        test_ram_added);
+    qtest_add_data_func("/bitmap-trace/binary/ram-added", "binary",
+                        test_ram_added);
+    qtest_add_data_func("/bitmap-trace/iface/blocker-recorded", "text",
+                        test_blocker_recorded);
+    qtest_add_data_func("/bitmap-trace/binary/blocker-recorded", "binary",
+                        test_blocker_recorded);
     qtest_add_func("/bitmap-trace/iface/fdset", test_fdset);
+    qtest_add_func("/bitmap-trace/iface/fdset-twice", test_fdset_twice);
+    qtest_add_func("/bitmap-trace/iface/fifo-no-reader", test_fifo_no_reader);
+    qtest_add_func("/bitmap-trace/iface/fifo-stream", test_fifo_stream);
+    qtest_add_func("/bitmap-trace/iface/fifo-stalled", test_fifo_stalled);
+    qtest_add_func("/bitmap-trace/iface/dirty-rate-exclusion",
+                   test_dirty_rate_exclusion);
     qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
+    qtest_add_func("/bitmap-trace/iface/loadvm-refused", test_loadvm_refused);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
     qtest_add_func("/bitmap-trace/iface/hmp-wait", test_hmp_wait);
