@@ -5,6 +5,7 @@
 #   make check     run every test; ends with "N passed, N failed, N skipped"
 #   make demo      profile a real Linux guest with bitmap-trace
 #   make validate  bt-report's predictions against real migrations (QUICK=1: 4 small cases)
+#   make bench     what a trace costs the guest and the host, next to migration (QUICK=1)
 #   make series    the series as git format-patch output against pristine QEMU
 #   make series-check  every commit of it builds, passes its tests, checkpatch
 #   make docs      build QEMU's manual (the rst page, the QAPI docs) with -W
@@ -81,6 +82,11 @@ demo: all
 validate: $(if $(QEMU),,all)
 	/usr/bin/python3 scripts/validate.py $(if $(QUICK),--quick) $(VALIDATE_ARGS)
 
+# What bitmap-trace costs, next to migration's own sync: about 30 minutes on
+# 2 cores (QUICK=1: about 1.5).  BENCH_ARGS="--cases kvm-16G --repeat 3".
+bench: $(if $(QEMU),,all)
+	/usr/bin/python3 scripts/bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+
 series: $(BUILD)/.stamp-fetch
 	bash scripts/series.sh
 
@@ -99,4 +105,4 @@ distclean:
 	rm -rf $(BUILD)
 
 FORCE:
-.PHONY: all deps check demo validate qtest series series-check docs clean distclean FORCE
+.PHONY: bench all deps check demo validate qtest series series-check docs clean distclean FORCE

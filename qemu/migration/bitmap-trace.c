@@ -69,6 +69,24 @@
 /* Ranges per "pfns"/"unmapped" line, to keep lines readable */
 #define BITMAP_TRACE_RANGES_PER_LINE    256
 
+/*
+ * Binary log (format version 3): the magic, then self-delimiting records,
+ * each a type byte, its payload's length as a varint and the payload.
+ */
+#define BITMAP_TRACE_BIN_MAGIC          "\x89" "BTR\r\n\x1a\n"
+#define BITMAP_TRACE_BIN_MAGIC_LEN      8
+#define BITMAP_TRACE_BIN_VERSION        3
+#define BITMAP_TRACE_BIN_HEADER         'H'
+#define BITMAP_TRACE_BIN_ITER           'I'
+#define BITMAP_TRACE_BIN_END            'E'
+#define BITMAP_TRACE_BIN_UNTRACED       'U'
+/* A block entry of an iteration record: what precedes its page sets */
+#define BITMAP_TRACE_BIN_USED           1   /* its used pages changed */
+#define BITMAP_TRACE_BIN_MAP            2   /* its memory map changed */
+/* A page set is encoded as one of */
+#define BITMAP_TRACE_BIN_RUNS           0
+#define BITMAP_TRACE_BIN_BITMAP         1
+
 /* Pages [page, page + npages) of a block are seen at PFN pfn onwards */
 typedef struct BitmapTraceSegment {
     uint64_t page;
@@ -95,12 +113,16 @@ typedef struct BitmapTraceBlock {
     unsigned long *zero;        /* of @dirty, all zero bytes when scanned */
     unsigned long *scratch;
     GArray *segs;               /* BitmapTraceSegment, in GPA order */
+    /* binary log: the map and used pages its reader knows of */
+    GArray *logged_segs;
+    uint64_t logged_used_pages;
 } BitmapTraceBlock;
 
 typedef struct BitmapTrace {
     /* Set up by the QMP handler, then owned by the trace thread */
     char *filename;
     int fd;
+    BitmapTraceFormat format;
     bool seekable;              /* a regular file, written with pwrite() */
     int64_t iterations;
     int64_t period_ms;
@@ -116,6 +138,9 @@ typedef struct BitmapTrace {
     GPtrArray *untraced;        /* RAMBlock * found after the start */
     GString *untraced_lines;    /* "untraced" records of the last sync */
     off_t log_length;           /* bytes of complete records written */
+    GString *enc;               /* binary log: scratch for an encoding */
+    GString *rec;               /* binary log: a record being built */
+    GString *ent;               /* binary log: its block entries */
 
     QemuThread thread;
     bool thread_created;        /* created and not joined yet */
@@ -171,6 +196,7 @@ static void bitmap_trace_free_blocks(BitmapTrace *bt)
         g_free(b->zero);
         g_free(b->scratch);
         g_array_free(b->segs, true);
+        g_array_free(b->logged_segs, true);
     }
     g_clear_pointer(&bt->blocks, g_free);
     bt->nblocks = 0;
@@ -212,6 +238,8 @@ static void bitmap_trace_init_blocks(BitmapTrace *bt)
         b->zero = bitmap_new(b->max_pages);
         b->scratch = bitmap_new(b->max_pages);
         b->segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
+        b->logged_segs = g_array_new(false, false,
+                                     sizeof(BitmapTraceSegment));
     }
 }
 
@@ -640,15 +668,16 @@ static void bitmap_trace_put_ranges(GString *out, const char *word,
 
 /*
  * Append the pages set in @bits (a subset of the block's harvested pages)
- * to @runs as PFN runs, through the block's memory map, and those with no
- * GPA to @unmapped_runs as runs of block pages.  Returns the number of
- * unmapped pages.
+ * to @runs as PFN runs, through the block's memory map, and, if @unmapped
+ * (some of them have no GPA), those with no GPA to @unmapped_runs as runs
+ * of block pages.
  */
-static uint64_t bitmap_trace_block_runs(BitmapTraceBlock *b,
-                                        const unsigned long *bits,
-                                        GArray *runs, GArray *unmapped_runs)
+static void bitmap_trace_block_runs(BitmapTraceBlock *b,
+                                    const unsigned long *bits,
+                                    GArray *runs, GArray *unmapped_runs,
+                                    bool unmapped)
 {
-    uint64_t unmapped = 0, p;
+    uint64_t p;
 
     for (guint s = 0; s < b->segs->len; s++) {
         BitmapTraceSegment *seg = &g_array_index(b->segs,
@@ -663,6 +692,9 @@ static uint64_t bitmap_trace_block_runs(BitmapTraceBlock *b,
             p = q;
         }
     }
+    if (!unmapped) {
+        return;
+    }
 
     bitmap_andnot(b->scratch, bits, b->mapped, b->used_pages);
     for (p = find_first_bit(b->scratch, b->used_pages); p < b->used_pages;
@@ -670,10 +702,41 @@ static uint64_t bitmap_trace_block_runs(BitmapTraceBlock *b,
         uint64_t q = find_next_zero_bit(b->scratch, b->used_pages, p);
 
         bitmap_trace_add_run(unmapped_runs, p, q - p);
-        unmapped += q - p;
         p = q;
     }
-    return unmapped;
+}
+
+/*
+ * Count a block's pages of the last sync in one pass over its dirty
+ * bitmap, skipping the words with none: the dirty ones, the zero ones (a
+ * subset), the unmapped ones and, if @measured, those dirtied for the
+ * first time in the trace (and remember them).  A round costs O(words of
+ * the bitmap), not several passes over it.
+ */
+static void bitmap_trace_block_counts(BitmapTraceBlock *b, bool measured,
+                                      uint64_t *dirty, uint64_t *zero,
+                                      uint64_t *unmapped, uint64_t *fresh)
+{
+    unsigned long nwords = BITS_TO_LONGS(b->used_pages);
+
+    *dirty = *zero = *unmapped = *fresh = 0;
+    for (unsigned long k = 0; k < nwords; k++) {
+        unsigned long d = b->dirty[k];
+
+        if (!d) {
+            continue;
+        }
+        if (k == nwords - 1 && b->used_pages % BITS_PER_LONG) {
+            d &= BITMAP_LAST_WORD_MASK(b->used_pages);
+        }
+        *dirty += ctpopl(d);
+        *zero += ctpopl(b->zero[k] & d);
+        *unmapped += ctpopl(d & ~b->mapped[k]);
+        if (measured) {
+            *fresh += ctpopl(d & ~b->seen[k]);
+            b->seen[k] |= d;
+        }
+    }
 }
 
 /* Segments of several blocks interleave in GPA order: sort and merge */
@@ -721,21 +784,27 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
         g_autoptr(GArray) uzero = NULL;
         g_autofree char *prefix = NULL;
 
+        uint64_t bdirty, bzero, bunmapped, bfresh;
+
         if (b->gone) {
             continue;
         }
-        dirty += bitmap_count_one(b->dirty, b->used_pages);
-        zero += bitmap_count_one(b->zero, b->used_pages);
-        if (n > 0) {
-            bitmap_andnot(b->scratch, b->dirty, b->seen, b->used_pages);
-            fresh += bitmap_count_one(b->scratch, b->used_pages);
-            bitmap_or(b->seen, b->seen, b->dirty, b->used_pages);
+        bitmap_trace_block_counts(b, n > 0, &bdirty, &bzero, &bunmapped,
+                                  &bfresh);
+        dirty += bdirty;
+        zero += bzero;
+        unmapped += bunmapped;
+        fresh += bfresh;
+        if (!bdirty) {
+            continue;
         }
 
         urun = g_array_new(false, false, sizeof(BitmapTraceRun));
         uzero = g_array_new(false, false, sizeof(BitmapTraceRun));
-        unmapped += bitmap_trace_block_runs(b, b->dirty, runs, urun);
-        bitmap_trace_block_runs(b, b->zero, zero_runs, uzero);
+        bitmap_trace_block_runs(b, b->dirty, runs, urun, bunmapped);
+        if (bzero) {
+            bitmap_trace_block_runs(b, b->zero, zero_runs, uzero, bunmapped);
+        }
         prefix = g_strdup_printf("%s:", b->idstr);
         bitmap_trace_put_ranges(unmapped_lines, "unmapped", prefix, urun);
         bitmap_trace_put_ranges(unmapped_zero_lines, "unmapped-zero", prefix,
@@ -757,6 +826,247 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
     g_string_append(out, unmapped_zero_lines->str);
     g_string_append(out, bt->untraced_lines->str);
     g_string_truncate(bt->untraced_lines, 0);
+
+    trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
+                                 bt->harvest_us,
+                                 (t_ns - bt->t0_ns) / SCALE_MS -
+                                 n * bt->period_ms);
+    trace_bitmap_trace_zero_scan(n, zero, bt->zero_us);
+    *dirty_out = dirty;
+    *fresh_out = fresh;
+}
+
+static void bitmap_trace_put_varint(GString *out, uint64_t v)
+{
+    while (v >= 0x80) {
+        g_string_append_c(out, (char)(v | 0x80));
+        v >>= 7;
+    }
+    g_string_append_c(out, (char)v);
+}
+
+static void bitmap_trace_put_str(GString *out, const char *str)
+{
+    size_t len = strlen(str);
+
+    bitmap_trace_put_varint(out, len);
+    g_string_append_len(out, str, len);
+}
+
+/* Append a record: its type, the length of @payload, @payload */
+static void bitmap_trace_put_record(GString *out, char type,
+                                    const GString *payload)
+{
+    g_string_append_c(out, type);
+    bitmap_trace_put_varint(out, payload->len);
+    g_string_append_len(out, payload->str, payload->len);
+}
+
+static void bitmap_trace_put_segs(GString *out, const GArray *segs)
+{
+    bitmap_trace_put_varint(out, segs->len);
+    for (guint s = 0; s < segs->len; s++) {
+        BitmapTraceSegment *seg = &g_array_index(segs, BitmapTraceSegment, s);
+
+        bitmap_trace_put_varint(out, seg->page);
+        bitmap_trace_put_varint(out, seg->npages);
+        bitmap_trace_put_varint(out, seg->pfn);
+    }
+}
+
+/*
+ * Append the set of pages [0, @npages) of @bits, @count of them, as the
+ * cheaper of its runs and its bitmap: an encoding byte, the length of the
+ * encoded set and the set.  Runs are varints: for each run, its distance
+ * from the end of the run before it (the page after it: the runs are not
+ * adjacent), shifted left by one, with bit 0 set when the run is longer
+ * than a page; then, if so, its length less two.  The bitmap is
+ * little-endian, page p at bit p % 8 of byte p / 8, cut after the byte of
+ * the last page in the set.  @tmp is scratch space.
+ */
+static void bitmap_trace_put_set(GString *out, const unsigned long *bits,
+                                 uint64_t npages, uint64_t count,
+                                 GString *tmp)
+{
+    uint64_t bitmap_len, pos = 0, p, q;
+
+    g_string_truncate(tmp, 0);
+    if (!count) {
+        g_string_append_c(out, BITMAP_TRACE_BIN_RUNS);
+        bitmap_trace_put_varint(out, 0);
+        return;
+    }
+    bitmap_len = find_last_bit(bits, npages) / BITS_PER_BYTE + 1;
+    for (p = find_first_bit(bits, npages);
+         p < npages && tmp->len <= bitmap_len;
+         p = find_next_bit(bits, npages, q + 1)) {
+        q = find_next_zero_bit(bits, npages, p);
+        bitmap_trace_put_varint(tmp, (p - pos) << 1 | (q - p > 1));
+        if (q - p > 1) {
+            bitmap_trace_put_varint(tmp, q - p - 2);
+        }
+        pos = q + 1;
+        if (q >= npages) {
+            break;
+        }
+    }
+    if (tmp->len <= bitmap_len) {
+        g_string_append_c(out, BITMAP_TRACE_BIN_RUNS);
+        bitmap_trace_put_varint(out, tmp->len);
+        g_string_append_len(out, tmp->str, tmp->len);
+        return;
+    }
+    g_string_append_c(out, BITMAP_TRACE_BIN_BITMAP);
+    bitmap_trace_put_varint(out, bitmap_len);
+    if (HOST_BIG_ENDIAN) {
+        for (uint64_t i = 0; i < bitmap_len; i++) {
+            g_string_append_c(out, (char)(bits[i / sizeof(long)] >>
+                                          (i % sizeof(long) * BITS_PER_BYTE)));
+        }
+    } else {
+        g_string_append_len(out, (const char *)bits, bitmap_len);
+    }
+}
+
+/*
+ * The RAM blocks found since the last iteration that the trace does not
+ * cover: a record each, their name and pages, from the "untraced" lines
+ * the sync left for the text log.
+ */
+static void bitmap_trace_encode_untraced(BitmapTrace *bt, GString *out)
+{
+    g_auto(GStrv) lines = g_strsplit(bt->untraced_lines->str, "\n", -1);
+
+    for (int i = 0; lines[i] && lines[i][0]; i++) {
+        const char *name = lines[i] + strlen("untraced name=");
+        const char *pages = g_strrstr(lines[i], " pages=");
+        g_autofree char *idstr = g_strndup(name, pages - name);
+
+        g_string_truncate(bt->rec, 0);
+        bitmap_trace_put_str(bt->rec, idstr);
+        bitmap_trace_put_varint(bt->rec, g_ascii_strtoull(pages + 7, NULL,
+                                                          10));
+        bitmap_trace_put_record(out, BITMAP_TRACE_BIN_UNTRACED, bt->rec);
+    }
+    g_string_truncate(bt->untraced_lines, 0);
+}
+
+static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
+{
+    GString *rec = bt->rec;
+
+    g_string_truncate(rec, 0);
+    bitmap_trace_put_varint(rec, BITMAP_TRACE_BIN_VERSION);
+    bitmap_trace_put_str(rec, QEMU_VERSION);
+    bitmap_trace_put_str(rec, bt->accel);
+    bitmap_trace_put_varint(rec, TARGET_PAGE_SIZE);
+    bitmap_trace_put_varint(rec, bt->period_ms);
+    bitmap_trace_put_varint(rec, bt->iterations);
+    bitmap_trace_put_str(rec, bt->start_time);
+    bitmap_trace_put_str(rec, bt->blocked ? bt->blocked : "");
+    bitmap_trace_put_varint(rec, bt->nblocks);
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+
+        bitmap_trace_put_str(rec, b->idstr);
+        bitmap_trace_put_varint(rec, b->pages);
+        bitmap_trace_put_segs(rec, b->segs);
+        g_array_set_size(b->logged_segs, 0);
+        g_array_append_vals(b->logged_segs, b->segs->data, b->segs->len);
+        b->logged_used_pages = b->pages;
+    }
+    g_string_append_len(out, BITMAP_TRACE_BIN_MAGIC,
+                        BITMAP_TRACE_BIN_MAGIC_LEN);
+    bitmap_trace_put_record(out, BITMAP_TRACE_BIN_HEADER, rec);
+}
+
+/*
+ * The binary twin of bitmap_trace_format_iteration(): the fields of the
+ * iter line, then an entry for each block that had pages dirtied or whose
+ * map or size changed since the log last said: its index, what changed
+ * and how it is now, its dirty pages, and which of them (by their rank
+ * among the block's dirty pages) were zero.  Runs without the BQL.
+ */
+static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
+                                          int64_t t_ns, GString *out,
+                                          uint64_t *dirty_out,
+                                          uint64_t *fresh_out)
+{
+    GString *rec = bt->rec;
+    GString *entries = bt->ent;
+    uint64_t dirty = 0, unmapped = 0, zero = 0, fresh = 0, nentries = 0;
+    int64_t t_us = (t_ns - bt->t0_ns) / SCALE_US;
+
+    g_string_truncate(entries, 0);
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+        uint64_t bdirty, bzero, bunmapped, bfresh, flags = 0;
+
+        if (b->gone) {
+            continue;
+        }
+        bitmap_trace_block_counts(b, n > 0, &bdirty, &bzero, &bunmapped,
+                                  &bfresh);
+        dirty += bdirty;
+        zero += bzero;
+        unmapped += bunmapped;
+        fresh += bfresh;
+
+        if (b->used_pages != b->logged_used_pages) {
+            flags |= BITMAP_TRACE_BIN_USED;
+        }
+        if (b->segs->len != b->logged_segs->len ||
+            memcmp(b->segs->data, b->logged_segs->data,
+                   b->segs->len * sizeof(BitmapTraceSegment))) {
+            flags |= BITMAP_TRACE_BIN_MAP;
+        }
+        if (!bdirty && !flags) {
+            continue;
+        }
+        nentries++;
+        bitmap_trace_put_varint(entries, i);
+        bitmap_trace_put_varint(entries, flags);
+        if (flags & BITMAP_TRACE_BIN_USED) {
+            bitmap_trace_put_varint(entries, b->used_pages);
+            b->logged_used_pages = b->used_pages;
+        }
+        if (flags & BITMAP_TRACE_BIN_MAP) {
+            bitmap_trace_put_segs(entries, b->segs);
+            g_array_set_size(b->logged_segs, 0);
+            g_array_append_vals(b->logged_segs, b->segs->data, b->segs->len);
+        }
+        bitmap_trace_put_set(entries, b->dirty, b->used_pages, bdirty,
+                             bt->enc);
+        if (bzero) {
+            uint64_t rank = 0, p;
+
+            /* the zero pages, as a set of ranks among the dirty pages */
+            bitmap_zero(b->scratch, bdirty);
+            for (p = find_first_bit(b->dirty, b->used_pages);
+                 p < b->used_pages;
+                 p = find_next_bit(b->dirty, b->used_pages, p + 1)) {
+                if (test_bit(p, b->zero)) {
+                    set_bit(rank, b->scratch);
+                }
+                rank++;
+            }
+        }
+        bitmap_trace_put_set(entries, b->scratch, bdirty, bzero, bt->enc);
+    }
+
+    g_string_truncate(rec, 0);
+    bitmap_trace_put_varint(rec, n);
+    bitmap_trace_put_varint(rec, t_us);
+    bitmap_trace_put_varint(rec, dirty);
+    bitmap_trace_put_varint(rec, unmapped);
+    bitmap_trace_put_varint(rec, zero);
+    bitmap_trace_put_varint(rec, bt->sync_us);
+    bitmap_trace_put_varint(rec, bt->harvest_us);
+    bitmap_trace_put_varint(rec, bt->zero_us);
+    bitmap_trace_put_varint(rec, nentries);
+    g_string_append_len(rec, entries->str, entries->len);
+    bitmap_trace_put_record(out, BITMAP_TRACE_BIN_ITER, rec);
+    bitmap_trace_encode_untraced(bt, out);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
                                  bt->harvest_us,
@@ -905,6 +1215,47 @@ static bool bitmap_trace_wait(BitmapTrace *bt, int64_t deadline_ns)
     return true;
 }
 
+static void bitmap_trace_put_header(BitmapTrace *bt, GString *out)
+{
+    if (bt->format == BITMAP_TRACE_FORMAT_BINARY) {
+        bitmap_trace_encode_header(bt, out);
+    } else {
+        bitmap_trace_format_header(bt, out);
+    }
+}
+
+static void bitmap_trace_put_iteration(BitmapTrace *bt, int64_t n,
+                                       int64_t t_ns, GString *out,
+                                       uint64_t *dirty, uint64_t *fresh)
+{
+    if (bt->format == BITMAP_TRACE_FORMAT_BINARY) {
+        bitmap_trace_encode_iteration(bt, n, t_ns, out, dirty, fresh);
+    } else {
+        bitmap_trace_format_iteration(bt, n, t_ns, out, dirty, fresh);
+    }
+}
+
+/* The end record; @error (for status failed) has no newline */
+static void bitmap_trace_put_end(BitmapTrace *bt, GString *out,
+                                 BitmapTraceStatus status, const char *error)
+{
+    if (bt->format == BITMAP_TRACE_FORMAT_BINARY) {
+        GString *rec = bt->rec;
+
+        g_string_truncate(rec, 0);
+        bitmap_trace_put_str(rec, BitmapTraceStatus_str(status));
+        bitmap_trace_put_varint(rec, bt->completed);
+        if (error) {
+            bitmap_trace_put_str(rec, error);
+        }
+        bitmap_trace_put_record(out, BITMAP_TRACE_BIN_END, rec);
+        return;
+    }
+    g_string_append_printf(out, "end status=%s iterations=%" PRId64 "%s%s\n",
+                           BitmapTraceStatus_str(status), bt->completed,
+                           error ? " error=" : "", error ? error : "");
+}
+
 static void bitmap_trace_end_bh(void *opaque);
 
 static void *bitmap_trace_thread(void *opaque)
@@ -920,8 +1271,8 @@ static void *bitmap_trace_thread(void *opaque)
 
     /* The QMP handler took the baseline: write it first */
     bitmap_trace_scan_zero(bt);
-    bitmap_trace_format_header(bt, out);
-    bitmap_trace_format_iteration(bt, 0, bt->t0_ns, out, &dirty, &fresh);
+    bitmap_trace_put_header(bt, out);
+    bitmap_trace_put_iteration(bt, 0, bt->t0_ns, out, &dirty, &fresh);
     if (bitmap_trace_write(bt, out, &err)) {
         bitmap_trace_commit(bt, 0, bt->t0_ns, dirty, fresh);
     }
@@ -929,18 +1280,28 @@ static void *bitmap_trace_thread(void *opaque)
     for (n = 1; !err && n <= bt->iterations; n++) {
         bool stop = bitmap_trace_wait(bt, bt->t0_ns +
                                       n * bt->period_ms * SCALE_MS);
-        int64_t t_ns;
+        int64_t t_ns, t_lock, t_unlocked, t_encode, t_write;
+        size_t bytes;
 
+        t_lock = now_ns();
         bql_lock();
         t_ns = now_ns();
         bitmap_trace_sync(bt, false);
         bql_unlock();
+        t_unlocked = now_ns();
 
         bitmap_trace_scan_zero(bt);
-        bitmap_trace_format_iteration(bt, n, t_ns, out, &dirty, &fresh);
+        t_encode = now_ns();
+        bitmap_trace_put_iteration(bt, n, t_ns, out, &dirty, &fresh);
+        bytes = out->len;
+        t_write = now_ns();
         if (!bitmap_trace_write(bt, out, &err)) {
             break;
         }
+        trace_bitmap_trace_round(n, (t_ns - t_lock) / SCALE_US,
+                                 (t_unlocked - t_ns) / SCALE_US,
+                                 (t_write - t_encode) / SCALE_US,
+                                 (now_ns() - t_write) / SCALE_US, bytes);
         bitmap_trace_commit(bt, n, t_ns, dirty, fresh);
         if (stop) {
             status = BITMAP_TRACE_STATUS_CANCELLED;
@@ -964,13 +1325,11 @@ static void *bitmap_trace_thread(void *opaque)
         status = BITMAP_TRACE_STATUS_FAILED;
         /* a stream may end inside a record: nothing can follow it */
         if (bt->log_length && bt->seekable) {
-            g_string_append_printf(out, "end status=failed iterations=%"
-                                   PRId64 " error=%s\n", bt->completed, msg);
+            bitmap_trace_put_end(bt, out, status, msg);
             bitmap_trace_write(bt, out, NULL);
         }
     } else {
-        g_string_append_printf(out, "end status=%s iterations=%" PRId64 "\n",
-                               BitmapTraceStatus_str(status), bt->completed);
+        bitmap_trace_put_end(bt, out, status, NULL);
         if (!bitmap_trace_write(bt, out, &err)) {
             status = BITMAP_TRACE_STATUS_FAILED;
         }
@@ -1021,7 +1380,7 @@ static void bitmap_trace_end(BitmapTrace *bt)
                                            bt->error);
 
     /* A trace started over QMP or with -d would otherwise end unseen */
-    info = qmp_query_bitmap_trace(NULL);
+    info = qmp_query_bitmap_trace(false, 0, NULL);
     bitmap_trace_format_results(out, info, BITMAP_TRACE_NOTICE_ROWS);
     monitor_hmp_notice(out->str);
 }
@@ -1176,8 +1535,9 @@ static int bitmap_trace_open(const char *filename, bool *seekable,
     return fd;
 }
 
-static void bitmap_trace_start(const char *filename, int64_t iterations,
-                               int64_t period, Error **errp)
+static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
+                               int64_t iterations, int64_t period,
+                               Error **errp)
 {
     ERRP_GUARD();
     BitmapTrace *bt = &bt_state;
@@ -1276,6 +1636,13 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
     start = g_date_time_new_now_utc();
     bt->filename = g_strdup(filename);
     bt->fd = fd;
+    bt->format = format;
+    if (!bt->rec) {
+        /* kept from trace to trace: a round allocates nothing */
+        bt->rec = g_string_new(NULL);
+        bt->enc = g_string_new(NULL);
+        bt->ent = g_string_new(NULL);
+    }
     bt->seekable = seekable;
     bt->iterations = iterations;
     bt->period_ms = period;
@@ -1314,6 +1681,7 @@ static void bitmap_trace_start(const char *filename, int64_t iterations,
 }
 
 void qmp_bitmap_trace(bool state, const char *filename,
+                      bool has_format, BitmapTraceFormat format,
                       bool has_iterations, int64_t iterations,
                       bool has_period, int64_t period, Error **errp)
 {
@@ -1321,6 +1689,7 @@ void qmp_bitmap_trace(bool state, const char *filename,
 
     if (state) {
         bitmap_trace_start(filename,
+                           has_format ? format : BITMAP_TRACE_FORMAT_TEXT,
                            has_iterations ? iterations
                                           : BITMAP_TRACE_ITERATIONS_DEFAULT,
                            has_period ? period : BITMAP_TRACE_PERIOD_DEFAULT,
@@ -1332,10 +1701,12 @@ void qmp_bitmap_trace(bool state, const char *filename,
     }
 }
 
-BitmapTraceInfo *qmp_query_bitmap_trace(Error **errp)
+BitmapTraceInfo *qmp_query_bitmap_trace(bool has_since, int64_t since,
+                                        Error **errp)
 {
     BitmapTrace *bt = &bt_state;
     BitmapTraceInfo *info = g_new0(BitmapTraceInfo, 1);
+    int64_t first;
 
     if (!bt->dirty_pages) {
         info->status = BITMAP_TRACE_STATUS_NONE;
@@ -1345,6 +1716,8 @@ BitmapTraceInfo *qmp_query_bitmap_trace(Error **errp)
     qemu_mutex_lock(&bt->lock);
     info->status = bt->status;
     info->filename = g_strdup(bt->filename);
+    info->has_format = true;
+    info->format = bt->format;
     info->has_iterations = true;
     info->iterations = bt->iterations;
     info->has_period = true;
@@ -1357,7 +1730,13 @@ BitmapTraceInfo *qmp_query_bitmap_trace(Error **errp)
     info->has_distinct_pages = true;
     info->distinct_pages = bt->distinct;
     info->has_dirty_pages = true;
-    for (int i = bt->dirty_pages->len - 1; i >= 0; i--) {
+    /* only what a poller has not seen yet: O(new iterations), not O(all) */
+    first = has_since ? MIN(MAX(since, 0), bt->dirty_pages->len) : 0;
+    if (has_since) {
+        info->has_since = true;
+        info->since = first;
+    }
+    for (int64_t i = (int64_t)bt->dirty_pages->len - 1; i >= first; i--) {
         QAPI_LIST_PREPEND(info->dirty_pages,
                           g_array_index(bt->dirty_pages, uint64_t, i));
     }

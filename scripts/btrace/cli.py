@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""bt-report: summarise a bitmap-trace log (format v1 or v2) and predict pre-copy.
+"""bt-report: summarise a bitmap-trace log and predict pre-copy.
 
 Reads the log that QEMU's bitmap-trace command writes, checks that it follows
-format v1 or v2 (docs/devel/migration/bitmap-trace.rst), and prints:
+the text format v1 or v2 or the binary format v3
+(docs/devel/migration/bitmap-trace.rst), and prints:
 
   - the trace: QEMU version, accelerator, period, status, the traced RAM blocks;
   - per window (iterations 1..N; iteration 0 is the baseline, all RAM): dirty
@@ -37,6 +38,10 @@ predicted pending bytes over time per max-bandwidth and downtime limit, with
 the syncs and the switchover).  --csv-dir DIR writes the figures behind
 them as CSV: windows.csv, working-set.csv, predictions.csv, rounds.csv and
 migration.csv.  What each holds: scripts/btrace/plot.py and export.py.
+
+--to-text prints the text (format v2) of a log instead: a binary log as
+the text log QEMU would have written for the same trace, byte for byte; a
+text log as it is.
 
 --model rounds gives the older round model instead (round 0 sends all RAM,
 round k+1 what round k's length dirtied by the working-set curve, every page
@@ -120,7 +125,9 @@ printed) or the pictures or CSV files cannot be written, 2 on a usage error.
     ap = argparse.ArgumentParser(
         prog='bt-report', description=doc.split('\n\n', 1)[0],
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('log', help='the bitmap-trace log (format v1 or v2)')
+    ap.add_argument('log', help='the bitmap-trace log (text v1 or v2, binary v3)')
+    ap.add_argument('--to-text', action='store_true',
+                    help='print the log as text (format v2), converting a binary log, and exit')
     ap.add_argument('--check', action='store_true',
                     help='only validate the log: print "ok" or the error, exit 0 or 1')
     ap.add_argument('--require-end', action='store_true',
@@ -356,6 +363,15 @@ def main(argv=None):
                   for b in group]
     downtimes = [d for group in (args.downtime_limit or [[0.3]]) for d in group]
 
+    if args.to_text:
+        try:
+            text, _ = parse.read_text(args.log)
+        except parse.LogError as e:
+            print(f'bt-report: {args.log}: invalid: {e}', file=sys.stderr)
+            return 1
+        sys.stdout.write(text)
+        return 0
+
     try:
         log = parse.parse(args.log)
         if args.require_end and log.end is None:
@@ -367,7 +383,7 @@ def main(argv=None):
     if args.check:
         windows = max(len(log.iters) - 1, 0)
         end = f'end status={log.end["status"]}' if log.end else 'no end line'
-        print(f'{args.log}: ok: v{log.version}, {report.plural(len(log.blocks), "block")}, '
+        print(f'{args.log}: ok: {"binary v3 (as text v2)" if log.binary else f"v{log.version}"}, {report.plural(len(log.blocks), "block")}, '
               f'baseline and {report.plural(windows, "iteration")}, {end}')
         return 0
 

@@ -1,5 +1,5 @@
 /*
- * bitmap-trace log (formats v1 and v2) parser for qtests
+ * bitmap-trace log (text formats v1 and v2, binary v3) parser for qtests
  *
  * Copyright (c) 2026 The bitmap-trace authors
  *
@@ -10,6 +10,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/bitmap.h"
 #include "bitmap-trace-log.h"
 
 /* Split "key=value" fields of @line after its leading word. */
@@ -252,6 +253,385 @@ static void block_free(gpointer p)
     g_free(b);
 }
 
+/*
+ * The binary log (format version 3), turned into the text of the same log
+ * (version 2) exactly as QEMU would have written it, so that one parser
+ * checks both.
+ */
+#define BIN_MAGIC       "\x89" "BTR\r\n\x1a\n"
+#define BIN_MAGIC_LEN   8
+#define RANGES_PER_LINE 256
+
+typedef struct BinReader {
+    const uint8_t *p;
+    const uint8_t *end;
+} BinReader;
+
+typedef struct BinSeg {
+    uint64_t page;
+    uint64_t npages;
+    uint64_t pfn;
+} BinSeg;
+
+typedef struct BinBlock {
+    char *name;
+    uint64_t used_pages;
+    GArray *segs;           /* BinSeg */
+} BinBlock;
+
+static uint64_t bin_varint(BinReader *r)
+{
+    uint64_t v = 0;
+
+    for (int shift = 0; ; shift += 7) {
+        uint8_t c;
+
+        g_assert(r->p < r->end);
+        g_assert_cmpint(shift, <, 64);
+        c = *r->p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            return v;
+        }
+    }
+}
+
+static char *bin_str(BinReader *r)
+{
+    uint64_t len = bin_varint(r);
+    char *s;
+
+    g_assert_cmpuint(len, <=, r->end - r->p);
+    s = g_strndup((const char *)r->p, len);
+    g_assert_cmpuint(strlen(s), ==, len);
+    r->p += len;
+    return s;
+}
+
+static void bin_segs(BinReader *r, GArray *segs)
+{
+    uint64_t n = bin_varint(r);
+
+    g_array_set_size(segs, 0);
+    for (uint64_t i = 0; i < n; i++) {
+        BinSeg seg;
+
+        seg.page = bin_varint(r);
+        seg.npages = bin_varint(r);
+        seg.pfn = bin_varint(r);
+        g_assert_cmpuint(seg.npages, >, 0);
+        g_array_append_val(segs, seg);
+    }
+}
+
+/* A set of pages [0, @npages), as runs or a bitmap, into @bits */
+static void bin_set(BinReader *r, unsigned long *bits, uint64_t npages)
+{
+    uint8_t kind;
+    uint64_t len, pos = 0;
+    BinReader sub;
+
+    g_assert(r->p < r->end);
+    kind = *r->p++;
+    len = bin_varint(r);
+    g_assert_cmpuint(len, <=, r->end - r->p);
+    sub.p = r->p;
+    sub.end = r->p + len;
+    r->p += len;
+    bitmap_zero(bits, npages);
+    if (kind == 0) {
+        while (sub.p < sub.end) {
+            uint64_t v = bin_varint(&sub);
+            uint64_t first = pos + (v >> 1);
+            uint64_t n = (v & 1) ? bin_varint(&sub) + 2 : 1;
+
+            g_assert_cmpuint(first + n, <=, npages);
+            bitmap_set(bits, first, n);
+            pos = first + n + 1;
+        }
+    } else {
+        g_assert_cmpint(kind, ==, 1);
+        g_assert_cmpuint(len, <=, DIV_ROUND_UP(npages, 8));
+        for (uint64_t i = 0; i < len * 8; i++) {
+            if (sub.p[i / 8] & (1 << (i % 8))) {
+                g_assert_cmpuint(i, <, npages);
+                set_bit(i, bits);
+            }
+        }
+    }
+}
+
+static gint run_cmp(gconstpointer a, gconstpointer b)
+{
+    const BTLogRange *x = a, *y = b;
+
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static void add_run(GArray *runs, uint64_t first, uint64_t n)
+{
+    BTLogRange r = { .first = first, .npages = n };
+
+    g_array_append_val(runs, r);
+}
+
+static void put_ranges(GString *out, const char *word, const char *prefix,
+                       GArray *runs)
+{
+    for (guint i = 0; i < runs->len; i++) {
+        BTLogRange *r = &g_array_index(runs, BTLogRange, i);
+
+        if (i % RANGES_PER_LINE == 0) {
+            g_string_append_printf(out, "%s%s", i ? "\n" : "", word);
+        }
+        g_string_append_printf(out, " %s%" PRIx64, prefix, r->first);
+        if (r->npages > 1) {
+            g_string_append_printf(out, "-%" PRIx64, r->first + r->npages - 1);
+        }
+    }
+    if (runs->len) {
+        g_string_append_c(out, '\n');
+    }
+}
+
+/* bitmap_trace_block_runs() of QEMU, on the decoded block */
+static void block_runs(BinBlock *b, const unsigned long *bits,
+                       GArray *runs, GArray *unmapped_runs)
+{
+    g_autofree unsigned long *mapped = bitmap_new(b->used_pages);
+    uint64_t p;
+
+    for (guint s = 0; s < b->segs->len; s++) {
+        BinSeg *seg = &g_array_index(b->segs, BinSeg, s);
+        uint64_t end = MIN(seg->page + seg->npages, b->used_pages);
+
+        if (seg->page < end) {
+            bitmap_set(mapped, seg->page, end - seg->page);
+        }
+        for (p = find_next_bit(bits, end, seg->page); p < end;
+             p = find_next_bit(bits, end, p)) {
+            uint64_t q = find_next_zero_bit(bits, end, p);
+
+            add_run(runs, seg->pfn + (p - seg->page), q - p);
+            p = q;
+        }
+    }
+    for (p = find_first_bit(bits, b->used_pages); p < b->used_pages;
+         p = find_next_bit(bits, b->used_pages, p + 1)) {
+        uint64_t q = p;
+
+        if (test_bit(p, mapped)) {
+            continue;
+        }
+        while (q < b->used_pages && test_bit(q, bits) && !test_bit(q, mapped)) {
+            q++;
+        }
+        add_run(unmapped_runs, p, q - p);
+        p = q - 1;
+    }
+}
+
+static GArray *merge_runs(GArray *runs)
+{
+    GArray *merged = g_array_new(false, false, sizeof(BTLogRange));
+
+    g_array_sort(runs, run_cmp);
+    for (guint i = 0; i < runs->len; i++) {
+        BTLogRange *r = &g_array_index(runs, BTLogRange, i);
+        BTLogRange *last = merged->len ?
+            &g_array_index(merged, BTLogRange, merged->len - 1) : NULL;
+
+        if (last && last->first + last->npages == r->first) {
+            last->npages += r->npages;
+        } else {
+            g_array_append_val(merged, *r);
+        }
+    }
+    return merged;
+}
+
+static void bin_iter(BinReader *r, GPtrArray *blocks, GString *out)
+{
+    g_autoptr(GArray) runs = g_array_new(false, false, sizeof(BTLogRange));
+    g_autoptr(GArray) zero_runs = g_array_new(false, false,
+                                              sizeof(BTLogRange));
+    g_autoptr(GArray) merged = NULL;
+    g_autoptr(GArray) zero_merged = NULL;
+    g_autoptr(GString) unmapped_lines = g_string_new(NULL);
+    g_autoptr(GString) unmapped_zero_lines = g_string_new(NULL);
+    uint64_t n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us;
+    uint64_t nentries;
+    int64_t last = -1;
+
+    n = bin_varint(r);
+    t_us = bin_varint(r);
+    dirty = bin_varint(r);
+    unmapped = bin_varint(r);
+    zero = bin_varint(r);
+    sync_us = bin_varint(r);
+    harvest_us = bin_varint(r);
+    zero_us = bin_varint(r);
+    nentries = bin_varint(r);
+    for (uint64_t e = 0; e < nentries; e++) {
+        uint64_t i = bin_varint(r), flags, ndirty, rank = 0, p;
+        g_autofree unsigned long *bits = NULL;
+        g_autofree unsigned long *zbits = NULL;
+        g_autofree unsigned long *ranks = NULL;
+        g_autoptr(GArray) urun = g_array_new(false, false, sizeof(BTLogRange));
+        g_autoptr(GArray) uzero = g_array_new(false, false,
+                                              sizeof(BTLogRange));
+        g_autofree char *prefix = NULL;
+        BinBlock *b;
+
+        /* blocks in ascending order, each once */
+        g_assert_cmpint((int64_t)i, >, last);
+        g_assert_cmpuint(i, <, blocks->len);
+        last = i;
+        b = g_ptr_array_index(blocks, i);
+        flags = bin_varint(r);
+        g_assert_cmpuint(flags & ~3ULL, ==, 0);
+        if (flags & 1) {
+            b->used_pages = bin_varint(r);
+        }
+        if (flags & 2) {
+            bin_segs(r, b->segs);
+        }
+        bits = bitmap_new(b->used_pages);
+        zbits = bitmap_new(b->used_pages);
+        bin_set(r, bits, b->used_pages);
+        ndirty = bitmap_count_one(bits, b->used_pages);
+        ranks = bitmap_new(ndirty);
+        bin_set(r, ranks, ndirty);
+        for (p = find_first_bit(bits, b->used_pages); p < b->used_pages;
+             p = find_next_bit(bits, b->used_pages, p + 1)) {
+            if (test_bit(rank, ranks)) {
+                set_bit(p, zbits);
+            }
+            rank++;
+        }
+        block_runs(b, bits, runs, urun);
+        block_runs(b, zbits, zero_runs, uzero);
+        prefix = g_strdup_printf("%s:", b->name);
+        put_ranges(unmapped_lines, "unmapped", prefix, urun);
+        put_ranges(unmapped_zero_lines, "unmapped-zero", prefix, uzero);
+    }
+    g_assert(r->p == r->end);
+    merged = merge_runs(runs);
+    zero_merged = merge_runs(zero_runs);
+
+    g_string_append_printf(out, "iter n=%" PRIu64 " t-ms=%" PRIu64 ".%03d"
+                           " dirty=%" PRIu64 " unmapped=%" PRIu64
+                           " zero=%" PRIu64 " sync-us=%" PRIu64
+                           " harvest-us=%" PRIu64 " zero-us=%" PRIu64 "\n",
+                           n, t_us / 1000, (int)(t_us % 1000), dirty,
+                           unmapped, zero, sync_us, harvest_us, zero_us);
+    put_ranges(out, "pfns", "", merged);
+    g_string_append(out, unmapped_lines->str);
+    put_ranges(out, "zero", "", zero_merged);
+    g_string_append(out, unmapped_zero_lines->str);
+}
+
+static void bin_block_free(gpointer p)
+{
+    BinBlock *b = p;
+
+    g_free(b->name);
+    g_array_free(b->segs, true);
+    g_free(b);
+}
+
+char *bt_log_binary_to_text(const void *data, size_t len)
+{
+    g_autoptr(GPtrArray) blocks = g_ptr_array_new_with_free_func(
+        bin_block_free);
+    GString *out = g_string_new(NULL);
+    BinReader file = { .p = data, .end = (const uint8_t *)data + len };
+    bool header = false;
+
+    g_assert_cmpuint(len, >=, BIN_MAGIC_LEN);
+    g_assert(!memcmp(data, BIN_MAGIC, BIN_MAGIC_LEN));
+    file.p += BIN_MAGIC_LEN;
+    while (file.p < file.end) {
+        uint8_t type = *file.p++;
+        uint64_t rlen = bin_varint(&file);
+        BinReader r = { .p = file.p, .end = file.p + rlen };
+
+        /* a record is written whole or not at all */
+        g_assert_cmpuint(rlen, <=, file.end - file.p);
+        file.p += rlen;
+        g_assert(header || type == 'H');
+        if (type == 'H') {
+            g_autofree char *qemu = NULL, *accel = NULL, *start = NULL;
+            g_autofree char *blocked = NULL;
+            uint64_t page_size, period, iterations, nblocks;
+
+            g_assert_false(header);
+            header = true;
+            g_assert_cmpuint(bin_varint(&r), ==, 3);
+            qemu = bin_str(&r);
+            accel = bin_str(&r);
+            page_size = bin_varint(&r);
+            period = bin_varint(&r);
+            iterations = bin_varint(&r);
+            start = bin_str(&r);
+            blocked = bin_str(&r);
+            g_string_append_printf(out, "bitmap-trace v2\nmeta qemu=%s "
+                                   "accel=%s page-size=%" PRIu64
+                                   " period-ms=%" PRIu64 " iterations=%"
+                                   PRIu64 " start=%s\n", qemu, accel,
+                                   page_size, period, iterations, start);
+            if (*blocked) {
+                g_string_append_printf(out, "blocked reason=%s\n", blocked);
+            }
+            nblocks = bin_varint(&r);
+            for (uint64_t i = 0; i < nblocks; i++) {
+                BinBlock *b = g_new0(BinBlock, 1);
+
+                b->name = bin_str(&r);
+                b->used_pages = bin_varint(&r);
+                b->segs = g_array_new(false, false, sizeof(BinSeg));
+                bin_segs(&r, b->segs);
+                g_ptr_array_add(blocks, b);
+                g_string_append_printf(out, "block name=%s pages=%" PRIu64
+                                       " map=", b->name, b->used_pages);
+                for (guint s = 0; s < b->segs->len; s++) {
+                    BinSeg *seg = &g_array_index(b->segs, BinSeg, s);
+
+                    g_string_append_printf(out, "%s%" PRIx64 "+%" PRIu64,
+                                           s ? "," : "", seg->pfn,
+                                           seg->npages);
+                }
+                g_string_append_c(out, '\n');
+            }
+            g_assert(r.p == r.end);
+        } else if (type == 'I') {
+            bin_iter(&r, blocks, out);
+        } else if (type == 'U') {
+            g_autofree char *name = bin_str(&r);
+            uint64_t pages = bin_varint(&r);
+
+            g_assert(r.p == r.end);
+            g_string_append_printf(out, "untraced name=%s pages=%" PRIu64
+                                   "\n", name, pages);
+        } else {
+            g_autofree char *status = NULL;
+            g_autofree char *error = NULL;
+            uint64_t iterations;
+
+            g_assert_cmpint(type, ==, 'E');
+            status = bin_str(&r);
+            iterations = bin_varint(&r);
+            error = r.p < r.end ? bin_str(&r) : NULL;
+            g_assert(r.p == r.end);
+            g_string_append_printf(out, "end status=%s iterations=%" PRIu64
+                                   "%s%s\n", status, iterations,
+                                   error ? " error=" : "",
+                                   error ? error : "");
+        }
+    }
+    return g_string_free(out, false);
+}
+
 BTLog *bt_log_parse(const char *path, bool need_end)
 {
     g_autofree char *text = NULL;
@@ -259,12 +639,20 @@ BTLog *bt_log_parse(const char *path, bool need_end)
     g_auto(GStrv) lines = NULL;
     BTLog *log = g_new0(BTLog, 1);
     BTLogIter *cur = NULL;
+    gsize len;
     int i;
 
     log->blocks = g_ptr_array_new_with_free_func(block_free);
     log->iters = g_ptr_array_new_with_free_func(iter_free);
 
-    g_assert_true(g_file_get_contents(path, &text, NULL, &err));
+    g_assert_true(g_file_get_contents(path, &text, &len, &err));
+    if (len >= BIN_MAGIC_LEN && !memcmp(text, BIN_MAGIC, BIN_MAGIC_LEN)) {
+        char *bin = text;
+
+        text = bt_log_binary_to_text(bin, len);
+        g_free(bin);
+        log->binary = true;
+    }
     /* Every record, the last one included, ends with a newline. */
     g_assert(text[0] == '\0' || g_str_has_suffix(text, "\n"));
     lines = g_strsplit(text, "\n", -1);

@@ -1,5 +1,5 @@
 /*
- * bitmap-trace log (formats v1 and v2) parser for qtests
+ * bitmap-trace log (text formats v1 and v2, binary v3) parser for qtests
  *
  * The parser is strict: every line must match the format documented in
  * docs/devel/migration/bitmap-trace.rst, and a malformed log fails the test.
@@ -43,7 +43,8 @@ typedef struct BTLogIter {
 } BTLogIter;
 
 typedef struct BTLog {
-    int version;            /* 1 or 2 */
+    int version;            /* of the text: 1 or 2 */
+    bool binary;            /* a binary log (v3), read as its text (v2) */
     char *qemu_version;
     char *accel;
     int64_t page_size;
@@ -64,9 +65,16 @@ typedef struct BTLog {
  * block lines, iterations numbered from 0 without gaps, PFN ranges ascending
  * and disjoint, dirty == listed pages, unmapped == listed unmapped pages,
  * and in v2 zero pages a subset of the dirty ones, as many as zero=.
- * When @need_end is true the log must end with an "end" line.
+ * When @need_end is true the log must end with an "end" line.  A binary
+ * log (format v3) is read as its text.
  */
 BTLog *bt_log_parse(const char *path, bool need_end);
+
+/*
+ * The text (format v2) of the binary log (format v3) @data, exactly as
+ * QEMU would have written it.  Asserts that the binary log is well formed.
+ */
+char *bt_log_binary_to_text(const void *data, size_t len);
 void bt_log_free(BTLog *log);
 
 /* Does iteration @it list guest page frame number @pfn? */

@@ -19,6 +19,7 @@
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "qobject/qnum.h"
 #include "bitmap-trace-log.h"
 
 #define PAGE 4096ULL
@@ -49,6 +50,16 @@ static void start_trace(QTestState *qts, const char *path, int iterations,
         "{'execute': 'bitmap-trace', 'arguments': {"
         " 'state': true, 'filename': %s, 'iterations': %d, 'period': %d}}",
         path, iterations, period);
+}
+
+/* Start a trace whose log is in @format, "text" or "binary" */
+static void start_trace_fmt(QTestState *qts, const char *path,
+                            const char *format, int iterations, int period)
+{
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'format': %s, 'iterations': %d,"
+        " 'period': %d}}", path, format, iterations, period);
 }
 
 /* Stop the trace and wait for its end; returns the event's data */
@@ -132,7 +143,7 @@ static const char *error_desc(QDict *resp)
  * Baseline and one measured window, closed by state=false: the window
  * lists exactly the pages written, scattered and in a run.
  */
-static void test_exact_stop(void)
+static void test_exact_stop(const void *fmt)
 {
     g_autofree char *path = tmp_path("stop");
     QTestState *qts = qtest_init(NONE_ARGS);
@@ -145,7 +156,7 @@ static void test_exact_stop(void)
     const BTLogIter *it0, *it1;
     struct stat st;
 
-    start_trace(qts, path, 100000, 100000);
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
     g_assert_cmpint(stat(path, &st), ==, 0);
     g_assert_cmpint(st.st_mode & 0777, ==, 0600);
 
@@ -164,6 +175,7 @@ static void test_exact_stop(void)
                                   "completed-iterations"), ==, 1);
 
     log = bt_log_parse(path, true);
+    g_assert_cmpint(log->binary, ==, !strcmp(fmt, "binary"));
     g_assert_cmpstr(log->accel, ==, "qtest");
     g_assert_cmpint(log->page_size, ==, 4096);
     g_assert_cmpint(log->period_ms, ==, 100000);
@@ -202,6 +214,8 @@ static void test_exact_stop(void)
     g_assert_cmpint(qdict_get_int(info, "distinct-pages"), ==,
                     G_N_ELEMENTS(expect));
     g_assert_cmpstr(qdict_get_str(info, "filename"), ==, path);
+    g_assert_cmpstr(qdict_get_str(info, "format"), ==, fmt);
+    g_assert_false(qdict_haskey(info, "since"));
 
     qtest_quit(qts);
     unlink(path);
@@ -212,7 +226,7 @@ static void test_exact_stop(void)
  * and each window which of its dirtied pages do at its sync.  -M none's RAM
  * starts zeroed, and the test is the only writer.
  */
-static void test_zero_pages(void)
+static void test_zero_pages(const void *fmt)
 {
     g_autofree char *path = tmp_path("zero");
     QTestState *qts = qtest_init(NONE_ARGS);
@@ -226,7 +240,7 @@ static void test_zero_pages(void)
     qtest_memset(qts, 0x10 * PAGE, 0x5a, 4 * PAGE);
     qtest_writeb(qts, 0x7 * PAGE + PAGE - 1, 1);
 
-    start_trace(qts, path, 100000, 100000);
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
     wait_baseline(qts);
     qtest_memset(qts, 0x20 * PAGE, 0xaa, PAGE);     /* non-zero */
     qtest_memset(qts, 0x30 * PAGE, 0, PAGE);        /* zero written on zero */
@@ -238,6 +252,7 @@ static void test_zero_pages(void)
     ev = stop_trace(qts);
 
     log = bt_log_parse(path, true);
+    g_assert_cmpint(log->binary, ==, !strcmp(fmt, "binary"));
     g_assert_cmpint(log->version, ==, 2);
     g_assert_cmpuint(log->iters->len, ==, 2);
 
@@ -339,7 +354,7 @@ static void test_windows(void)
  * Guest-physical PFNs through the memory map: RAM above 4 GiB, an aliased
  * ROM logged at its lowest address, RAM shadowed by ROMs logged unmapped.
  */
-static void test_pc_high(void)
+static void test_pc_high(const void *fmt)
 {
     g_autofree char *path = tmp_path("high");
     QTestState *qts;
@@ -355,7 +370,7 @@ static void test_pc_high(void)
         return;
     }
     qts = qtest_init(PC_HIGH_ARGS);
-    start_trace(qts, path, 100000, 100000);
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
     qtest_writeb(qts, 0x1000, 1);
     qtest_writeb(qts, 0x7fff000, 1);
     qtest_writeb(qts, 0x100000000ULL, 1);
@@ -363,6 +378,7 @@ static void test_pc_high(void)
     ev = stop_trace(qts);
 
     log = bt_log_parse(path, true);
+    g_assert_cmpint(log->binary, ==, !strcmp(fmt, "binary"));
     ram = bt_log_find_block(log, "pc.ram");
     g_assert_nonnull(ram);
     g_assert_cmpuint(ram->pages, ==, 256 * 256);
@@ -409,7 +425,7 @@ static void test_pc_high(void)
 }
 
 /* Two RAM blocks (NUMA nodes with their own memdevs) */
-static void test_two_blocks(void)
+static void test_two_blocks(const void *fmt)
 {
     g_autofree char *path = tmp_path("numa");
     QTestState *qts;
@@ -427,13 +443,14 @@ static void test_two_blocks(void)
                      "-object memory-backend-ram,id=m0,size=32M "
                      "-object memory-backend-ram,id=m1,size=32M "
                      "-numa node,memdev=m0 -numa node,memdev=m1");
-    start_trace(qts, path, 100000, 100000);
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
     for (size_t i = 0; i < G_N_ELEMENTS(expect); i++) {
         qtest_writeb(qts, expect[i] * PAGE + 7, 0x55);
     }
     ev = stop_trace(qts);
 
     log = bt_log_parse(path, true);
+    g_assert_cmpint(log->binary, ==, !strcmp(fmt, "binary"));
     m0 = bt_log_find_block(log, "m0");
     m1 = bt_log_find_block(log, "m1");
     g_assert_nonnull(m0);
@@ -1075,7 +1092,7 @@ static void test_refused_on_postcopy_destination(void)
  * RAM plugged during a trace is not traced (a migration would not have
  * it either): the log says so, once, after the iteration that found it.
  */
-static void test_ram_added(void)
+static void test_ram_added(const void *fmt)
 {
     g_autofree char *path = tmp_path("ram-added");
     QTestState *qts = qtest_init("-M pc -m 64M,slots=2,maxmem=256M "
@@ -1084,7 +1101,7 @@ static void test_ram_added(void)
     int64_t plugged;
     guint found = 0;
 
-    start_trace(qts, path, 100000, 20);
+    start_trace_fmt(qts, path, fmt, 100000, 20);
     wait_completed(qts, 2);
     qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
                              " 'qom-type': 'memory-backend-ram',"
@@ -1119,7 +1136,7 @@ static void test_ram_added(void)
  * logging: the log names the blocker.  ivshmem in peer mode is one that
  * runs under qtest.  Without a blocker there is no such line.
  */
-static void test_blocker_recorded(void)
+static void test_blocker_recorded(const void *fmt)
 {
     g_autofree char *path = tmp_path("blocker");
     g_autofree char *shm = tmp_path("blocker-shm");
@@ -1130,7 +1147,7 @@ static void test_blocker_recorded(void)
     g_autoptr(BTLog) log = NULL;
     g_autoptr(BTLog) clean = NULL;
 
-    start_trace(qts, path, 100000, 100000);
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
     qobject_unref(stop_trace(qts));
     log = bt_log_parse(path, true);
     g_assert_nonnull(log->blocked);
@@ -1139,7 +1156,7 @@ static void test_blocker_recorded(void)
     unlink(shm);
 
     qts = qtest_init(NONE_ARGS);
-    start_trace(qts, path, 3, 10);
+    start_trace_fmt(qts, path, fmt, 3, 10);
     qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
     clean = bt_log_parse(path, true);
     g_assert_null(clean->blocked);
@@ -1148,7 +1165,7 @@ static void test_blocker_recorded(void)
 }
 
 /* A write error ends the trace as failed; QEMU and the guest stay up */
-static void test_write_error(void)
+static void test_write_error(const void *fmt)
 {
     QTestState *qts = qtest_init(NONE_ARGS);
     g_autoptr(QDict) ev = NULL;
@@ -1156,7 +1173,7 @@ static void test_write_error(void)
     g_autofree char *path = tmp_path("after-error");
     QDict *data;
 
-    start_trace(qts, "/dev/full", 100000, 10);
+    start_trace_fmt(qts, "/dev/full", fmt, 100000, 10);
     ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
     data = qdict_get_qdict(ev, "data");
     g_assert_cmpstr(qdict_get_str(data, "status"), ==, "failed");
@@ -1203,8 +1220,9 @@ static void test_hmp(void)
     g_autofree char *off = NULL;
     g_autofree char *info = NULL;
 
-    g_assert_nonnull(strstr(help, "bitmap-trace [-d] on|off [filename] "
+    g_assert_nonnull(strstr(help, "bitmap-trace [-d] [-b] on|off [filename] "
                             "[iterations] [period]"));
+    g_assert_nonnull(strstr(help, "-b: write a compact binary log"));
     g_assert_nonnull(strstr(help, "iterations: 3-100000 (default 3)"));
     g_assert_nonnull(strstr(help, "period: 10-100000 ms (default 10)"));
     g_assert_nonnull(strstr(idle, "bitmap-trace: none"));
@@ -1242,6 +1260,27 @@ static void test_hmp(void)
     g_assert_nonnull(strstr(info, "distinct pages dirtied: 2 "));
     g_assert_nonnull(strstr(info, "min 2, mean 2.0, max 2"));
     g_assert_nonnull(strstr(info, "dirty rate:"));
+
+    /* -b: a binary log; the arguments after it as without */
+    g_free(start);
+    start = qtest_hmp(qts, "bitmap-trace -d -b on \"%s\" 3 10", path);
+    g_assert_cmpstr(start, ==, "");
+    for (int i = 0; i < 2000; i++) {
+        g_autoptr(QDict) q = query_trace(qts);
+
+        if (strcmp(qdict_get_str(q, "status"), "active")) {
+            break;
+        }
+        g_usleep(5000);
+    }
+    {
+        g_autoptr(BTLog) log = bt_log_parse(path, true);
+        g_autoptr(QDict) q = query_trace(qts);
+
+        g_assert_true(log->binary);
+        g_assert_cmpint(log->end_iterations, ==, 3);
+        g_assert_cmpstr(qdict_get_str(q, "format"), ==, "binary");
+    }
     qtest_quit(qts);
     unlink(path);
 }
@@ -1379,15 +1418,164 @@ static void test_hmp_notice(void)
     unlink(sock);
 }
 
+/* query-bitmap-trace with since: only the iterations from there on */
+static void test_query_since(void)
+{
+    g_autofree char *path = tmp_path("since");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    QDict *resp, *info;
+    QList *list;
+
+    start_trace(qts, path, 100000, 100000);
+    qtest_writeb(qts, 0x5 * PAGE, 1);
+    qtest_writeb(qts, 0x9 * PAGE, 1);
+    ev = stop_trace(qts);
+
+    /* iterations 0 and 1: [NONE_PAGES, 2] */
+    for (int since = 0; since <= 3; since++) {
+        resp = qtest_qmp(qts, "{'execute': 'query-bitmap-trace', "
+                         "'arguments': {'since': %d}}", since);
+        info = qdict_get_qdict(resp, "return");
+        list = qdict_get_qlist(info, "dirty-pages");
+        g_assert_cmpint(qdict_get_int(info, "since"), ==, MIN(since, 2));
+        g_assert_cmpint(qlist_size(list), ==, MAX(2 - since, 0));
+        if (since == 1) {
+            g_assert_cmpint(qnum_get_int(qobject_to(QNum,
+                                                    qlist_peek(list))), ==, 2);
+        }
+        g_assert_cmpint(qdict_get_int(info, "last-dirty-pages"), ==, 2);
+        qobject_unref(resp);
+    }
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
+ * The binary log picks, per block and iteration, the cheaper of runs and
+ * a bitmap: every other page of the first half of RAM is a bitmap (half a
+ * byte per page as runs, an eighth as a bitmap), the baseline is runs.
+ * The zero pages are every other dirty page: their set (by rank) is a
+ * bitmap too.  Either way the decoded pages are exactly those written.
+ */
+static void test_binary_bitmap(void)
+{
+    g_autofree char *path = tmp_path("bitmap");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(BTLog) log = NULL;
+    g_autoptr(GArray) expect = g_array_new(false, false, sizeof(uint64_t));
+    const BTLogIter *it1;
+    struct stat st;
+
+    start_trace_fmt(qts, path, "binary", 100000, 100000);
+    /* the baseline's zero scan must not see these writes (its size) */
+    wait_baseline(qts);
+    for (uint64_t p = 0; p < NONE_PAGES / 2; p += 2) {
+        g_array_append_val(expect, p);
+        /* pages 0, 4, 8...: non-zero; 2, 6, 10...: zero written on zero */
+        qtest_memset(qts, p * PAGE, p % 4 ? 0 : 0x11, PAGE);
+    }
+    ev = stop_trace(qts);
+
+    log = bt_log_parse(path, true);
+    g_assert_true(log->binary);
+    it1 = g_ptr_array_index(log->iters, 1);
+    assert_exact(it1, &g_array_index(expect, uint64_t, 0), expect->len);
+    g_assert_cmpuint(it1->zero, ==, expect->len / 2);
+    for (guint i = 0; i < expect->len; i++) {
+        uint64_t p = g_array_index(expect, uint64_t, i);
+
+        g_assert_cmpint(bt_log_iter_has_zero_pfn(it1, p), ==, p % 4 != 0);
+    }
+    /*
+     * Header, baseline and end are a few dozen bytes; the window is a
+     * bitmap of half of RAM (256 bytes) and one of its ranks (128 bytes).
+     */
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_size, <, 256 + 128 + 200);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/* @text without what differs between two runs: times and start */
+static char *mask_times(const char *text)
+{
+    g_autoptr(GRegex) re = g_regex_new("(t-ms|sync-us|harvest-us|zero-us|"
+                                       "start)=\\S*", 0, 0, NULL);
+
+    return g_regex_replace_literal(re, text, -1, 0, "\\1=X", 0, NULL);
+}
+
+/* One run of the writes of test_pc_high() (text and binary alike) */
+static char *pc_high_log(const char *fmt)
+{
+    g_autofree char *path = tmp_path(fmt);
+    QTestState *qts = qtest_init(PC_HIGH_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autofree char *data = NULL;
+    g_autofree char *text = NULL;
+    gsize len;
+
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
+    wait_baseline(qts);
+    for (uint64_t p = 0; p < 600; p += 3) {
+        /* sparse and dense, below and above 4 GiB, zero and not */
+        qtest_writeb(qts, p * p * PAGE, p % 2);
+        qtest_writeb(qts, 0x100000000ULL + p * PAGE, p % 5 ? 1 : 0);
+    }
+    qtest_memset(qts, 0xc0000, 0, 0x40000);     /* ROMs: unmapped RAM */
+    ev = stop_trace(qts);
+    qtest_quit(qts);
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    unlink(path);
+    text = strcmp(fmt, "binary") ? g_strdup(data)
+                                 : bt_log_binary_to_text(data, len);
+    return mask_times(text);
+}
+
+/*
+ * The binary log holds what the text log does: the same writes, traced
+ * once in each format, give the same text, times aside.
+ */
+static void test_binary_same_as_text(void)
+{
+    g_autofree char *text = NULL;
+    g_autofree char *binary = NULL;
+
+    if (!qtest_has_machine("pc")) {
+        g_test_skip("no pc machine");
+        return;
+    }
+    text = pc_high_log("text");
+    binary = pc_high_log("binary");
+    g_assert_cmpstr(binary, ==, text);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
 
-    qtest_add_func("/bitmap-trace/exact/stop", test_exact_stop);
+    qtest_add_data_func("/bitmap-trace/exact/stop", "text", test_exact_stop);
     qtest_add_func("/bitmap-trace/exact/windows", test_windows);
-    qtest_add_func("/bitmap-trace/exact/pc-above-4g", test_pc_high);
-    qtest_add_func("/bitmap-trace/exact/two-blocks", test_two_blocks);
-    qtest_add_func("/bitmap-trace/exact/zero-pages", test_zero_pages);
+    qtest_add_data_func("/bitmap-trace/exact/pc-above-4g", "text",
+                        test_pc_high);
+    qtest_add_data_func("/bitmap-trace/exact/two-blocks", "text",
+                        test_two_blocks);
+    qtest_add_data_func("/bitmap-trace/exact/zero-pages", "text",
+                        test_zero_pages);
+    qtest_add_data_func("/bitmap-trace/binary/stop", "binary",
+                        test_exact_stop);
+    qtest_add_data_func("/bitmap-trace/binary/pc-above-4g", "binary",
+                        test_pc_high);
+    qtest_add_data_func("/bitmap-trace/binary/two-blocks", "binary",
+                        test_two_blocks);
+    qtest_add_data_func("/bitmap-trace/binary/zero-pages", "binary",
+                        test_zero_pages);
+    qtest_add_func("/bitmap-trace/binary/bitmap", test_binary_bitmap);
+    qtest_add_func("/bitmap-trace/binary/same-as-text",
+                   test_binary_same_as_text);
+    qtest_add_func("/bitmap-trace/iface/query-since", test_query_since);
     qtest_add_func("/bitmap-trace/iface/defaults", test_defaults);
     qtest_add_func("/bitmap-trace/iface/ranges", test_ranges);
     qtest_add_func("/bitmap-trace/iface/errors", test_errors);
@@ -1395,10 +1583,18 @@ int main(int argc, char **argv)
                    test_refused_during_migration);
     qtest_add_func("/bitmap-trace/iface/refused-on-postcopy-destination",
                    test_refused_on_postcopy_destination);
-    qtest_add_func("/bitmap-trace/iface/write-error", test_write_error);
-    qtest_add_func("/bitmap-trace/iface/ram-added", test_ram_added);
-    qtest_add_func("/bitmap-trace/iface/blocker-recorded",
-                   test_blocker_recorded);
+    qtest_add_data_func("/bitmap-trace/iface/write-error", "text",
+                        test_write_error);
+    qtest_add_data_func("/bitmap-trace/binary/write-error", "binary",
+                        test_write_error);
+    qtest_add_data_func("/bitmap-trace/iface/ram-added", "text",
+                        test_ram_added);
+    qtest_add_data_func("/bitmap-trace/binary/ram-added", "binary",
+                        test_ram_added);
+    qtest_add_data_func("/bitmap-trace/iface/blocker-recorded", "text",
+                        test_blocker_recorded);
+    qtest_add_data_func("/bitmap-trace/binary/blocker-recorded", "binary",
+                        test_blocker_recorded);
     qtest_add_func("/bitmap-trace/iface/fdset", test_fdset);
     qtest_add_func("/bitmap-trace/iface/fdset-twice", test_fdset_twice);
     qtest_add_func("/bitmap-trace/iface/fifo-no-reader", test_fifo_no_reader);

@@ -1,0 +1,431 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The binary bitmap-trace log (format v3): read it as text, and write it.
+
+docs/devel/migration/bitmap-trace.rst ("Binary log") has the format.  A
+binary log carries exactly what the text log (v2) of the same trace does,
+and to_text() gives that text byte for byte, as QEMU would have written it;
+parse.parse() reads a binary log through it.
+
+Writer builds a binary log the way QEMU does (the cheaper of runs and a
+bitmap for every page set); the tests use it to build logs by hand.
+"""
+
+import bisect
+import re
+
+MAGIC = b'\x89BTR\r\n\x1a\n'
+VERSION = 3
+RANGES_PER_LINE = 256
+USED, MAP = 1, 2            # block entry flags
+RUNS, BITMAP = 0, 1         # page set encodings
+
+
+class BinLogError(Exception):
+    pass
+
+
+def is_binary(data):
+    return data[:len(MAGIC)] == MAGIC
+
+
+class _Reader:
+    __slots__ = ('data', 'pos', 'end')
+
+    def __init__(self, data, pos, end):
+        self.data = data
+        self.pos = pos
+        self.end = end
+
+    def varint(self):
+        data, pos, end = self.data, self.pos, self.end
+        v = shift = 0
+        while True:
+            if pos >= end:
+                raise BinLogError(f'byte {pos}: a number runs past the end of its record')
+            c = data[pos]
+            pos += 1
+            v |= (c & 0x7f) << shift
+            if c < 0x80:
+                self.pos = pos
+                return v
+            shift += 7
+            if shift > 63:
+                raise BinLogError(f'byte {pos}: a number longer than 64 bits')
+
+    def str(self):
+        n = self.varint()
+        if self.pos + n > self.end:
+            raise BinLogError(f'byte {self.pos}: a string runs past the end of its record')
+        s = self.data[self.pos:self.pos + n]
+        self.pos += n
+        try:
+            return s.decode('utf-8')
+        except UnicodeDecodeError:
+            raise BinLogError(f'byte {self.pos}: a string that is not UTF-8')
+
+    def segs(self):
+        return [(self.varint(), self.varint(), self.varint()) for _ in range(self.varint())]
+
+    def page_set(self, npages):
+        """A page set as runs [(first, end)), ascending, maximal."""
+        if self.pos >= self.end:
+            raise BinLogError(f'byte {self.pos}: a page set runs past the end of its record')
+        kind = self.data[self.pos]
+        self.pos += 1
+        n = self.varint()
+        start, stop = self.pos, self.pos + n
+        if stop > self.end:
+            raise BinLogError(f'byte {start}: a page set runs past the end of its record')
+        self.pos = stop
+        runs = []
+        if kind == RUNS:
+            data = self.data
+            pos = 0
+            i = start
+            append = runs.append
+            try:
+                while i < stop:
+                    c = data[i]
+                    i += 1
+                    if c < 0x80:
+                        v = c
+                    else:
+                        v, shift = c & 0x7f, 7
+                        while True:
+                            c = data[i]
+                            i += 1
+                            v |= (c & 0x7f) << shift
+                            if c < 0x80:
+                                break
+                            shift += 7
+                    first = pos + (v >> 1)
+                    if v & 1:
+                        c = data[i]
+                        i += 1
+                        if c < 0x80:
+                            n = c
+                        else:
+                            n, shift = c & 0x7f, 7
+                            while True:
+                                c = data[i]
+                                i += 1
+                                n |= (c & 0x7f) << shift
+                                if c < 0x80:
+                                    break
+                                shift += 7
+                        end = first + n + 2
+                    else:
+                        end = first + 1
+                    append((first, end))
+                    pos = end + 1
+            except IndexError:
+                raise BinLogError(f'byte {start}: a page set runs past the end of its record')
+            if i != stop:
+                raise BinLogError(f'byte {start}: a page set runs past its length')
+        elif kind == BITMAP:
+            if n:
+                bits = bin(int.from_bytes(self.data[start:stop], 'little'))[:1:-1]
+                runs = [(m.start(), m.end()) for m in re.finditer('1+', bits)]
+        else:
+            raise BinLogError(f'byte {start - 1}: unknown page set encoding {kind}')
+        if runs and runs[-1][1] > npages:
+            raise BinLogError(f'byte {start}: a page set goes past page {npages}')
+        return runs
+
+
+def _select(runs, rank_runs):
+    """The pages of runs whose rank (index in ascending order) is in
+    rank_runs, as runs."""
+    out = []
+    j = 0
+    base = 0                    # rank of runs[j][0]
+    for ra, rb in rank_runs:
+        while ra < rb:
+            while j < len(runs) and base + runs[j][1] - runs[j][0] <= ra:
+                base += runs[j][1] - runs[j][0]
+                j += 1
+            if j >= len(runs):
+                raise BinLogError('a zero page rank beyond the dirty pages')
+            a, b = runs[j]
+            first = a + ra - base
+            take = min(rb - ra, b - first)
+            if out and out[-1][1] == first:
+                out[-1] = (out[-1][0], first + take)
+            else:
+                out.append((first, first + take))
+            ra += take
+    return out
+
+
+def _translate(runs, segs, used, pfn_runs, unmapped_runs):
+    """QEMU's bitmap_trace_block_runs(): runs of block pages to PFN runs
+    through segs, and the pages no segment maps to unmapped runs.  Returns
+    how many segments contributed PFN runs (one: they need no merging)."""
+    starts = [a for a, _ in runs]
+    mapped = []
+    used_segs = 0
+    for page, npages, pfn in segs:
+        end = min(page + npages, used)
+        if page >= end:
+            continue
+        mapped.append((page, end))
+        j = max(bisect.bisect_right(starts, page) - 1, 0)
+        k = bisect.bisect_left(starts, end)
+        if j >= k:
+            continue
+        used_segs += 1
+        first, last = runs[j], runs[k - 1]
+        if first[0] >= page and last[1] <= end:
+            off = pfn - page
+            pfn_runs.extend([(a + off, b - a) for a, b in runs[j:k]])
+            continue
+        for a, b in runs[j:k]:
+            a, b = max(a, page), min(b, end)
+            if a < b:
+                pfn_runs.append((pfn + a - page, b - a))
+    mapped.sort()
+    merged = []
+    for a, b in mapped:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    if merged == [(0, used)] or not runs:
+        return used_segs
+    k = 0
+    for a, b in runs:
+        while k < len(merged) and merged[k][1] <= a:
+            k += 1
+        x, i = a, k
+        while x < b:
+            if i < len(merged) and merged[i][0] < b:
+                if merged[i][0] > x:
+                    unmapped_runs.append((x, merged[i][0] - x))
+                x = max(x, merged[i][1])
+                i += 1
+            else:
+                unmapped_runs.append((x, b - x))
+                x = b
+    return used_segs
+
+
+def _merge(runs):
+    runs.sort()
+    out = []
+    for first, n in runs:
+        if out and out[-1][0] + out[-1][1] == first:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((first, n))
+    return out
+
+
+def _put_ranges(out, word, prefix, runs):
+    for i in range(0, len(runs), RANGES_PER_LINE):
+        out.append(word + ''.join(
+            f' {prefix}{a:x}' if n == 1 else f' {prefix}{a:x}-{a + n - 1:x}'
+            for a, n in runs[i:i + RANGES_PER_LINE]) + '\n')
+
+
+def records(data):
+    """(type, offset, end) of each record of a binary log, after the magic."""
+    if not is_binary(data):
+        raise BinLogError('not a binary bitmap-trace log (no magic)')
+    pos = len(MAGIC)
+    while pos < len(data):
+        rtype = data[pos]
+        r = _Reader(data, pos + 1, len(data))
+        n = r.varint()
+        if r.pos + n > len(data):
+            raise BinLogError(f'byte {pos}: the last record is incomplete '
+                              f'({len(data) - r.pos} of {n} bytes)')
+        yield rtype, r.pos, r.pos + n
+        pos = r.pos + n
+
+
+def to_text(data):
+    """The text (format v2) of the binary log data (bytes)."""
+    out = []
+    blocks = None
+    for rtype, start, end in records(data):
+        r = _Reader(data, start, end)
+        if rtype == ord('H'):
+            if blocks is not None:
+                raise BinLogError(f'byte {start}: a second header')
+            version = r.varint()
+            if version != VERSION:
+                raise BinLogError(f'unsupported binary format version {version}; '
+                                  f'bt-report reads version {VERSION}')
+            qemu, accel = r.str(), r.str()
+            page_size, period, iterations = r.varint(), r.varint(), r.varint()
+            start_time, blocked = r.str(), r.str()
+            out.append('bitmap-trace v2\n')
+            out.append(f'meta qemu={qemu} accel={accel} page-size={page_size} '
+                       f'period-ms={period} iterations={iterations} start={start_time}\n')
+            if blocked:
+                out.append(f'blocked reason={blocked}\n')
+            blocks = []
+            for _ in range(r.varint()):
+                name, pages, segs = r.str(), r.varint(), r.segs()
+                blocks.append([name, pages, segs])
+                out.append(f'block name={name} pages={pages} map=' +
+                           ','.join(f'{pfn:x}+{n}' for _, n, pfn in segs) + '\n')
+        elif blocks is None:
+            raise BinLogError(f'byte {start}: a record before the header')
+        elif rtype == ord('I'):
+            _iteration(r, blocks, out)
+        elif rtype == ord('U'):
+            name, pages = r.str(), r.varint()
+            out.append(f'untraced name={name} pages={pages}\n')
+        elif rtype == ord('E'):
+            status, iterations = r.str(), r.varint()
+            error = r.str() if r.pos < end else None
+            out.append(f'end status={status} iterations={iterations}' +
+                       (f' error={error}' if error is not None else '') + '\n')
+        else:
+            raise BinLogError(f'byte {start}: unknown record type {rtype:#x}')
+        if r.pos != end:
+            raise BinLogError(f'byte {r.pos}: {end - r.pos} bytes left over in a record')
+    if blocks is None:
+        raise BinLogError('the log has no header')
+    return ''.join(out)
+
+
+def _iteration(r, blocks, out):
+    n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us = \
+        (r.varint() for _ in range(8))
+    pfn_runs, zero_runs, ulines, uzlines = [], [], [], []
+    sources = zsources = 0
+    last = -1
+    for _ in range(r.varint()):
+        i = r.varint()
+        if i <= last or i >= len(blocks):
+            raise BinLogError(f'byte {r.pos}: block entry {i} out of order or unknown')
+        last = i
+        b = blocks[i]
+        flags = r.varint()
+        if flags & ~(USED | MAP):
+            raise BinLogError(f'byte {r.pos}: unknown block entry flags {flags:#x}')
+        if flags & USED:
+            b[1] = r.varint()
+        if flags & MAP:
+            b[2] = r.segs()
+        runs = r.page_set(b[1])
+        ndirty = sum(e - a for a, e in runs)
+        zruns = _select(runs, r.page_set(ndirty))
+        urun, uzero = [], []
+        sources += _translate(runs, b[2], b[1], pfn_runs, urun)
+        zsources += _translate(zruns, b[2], b[1], zero_runs, uzero)
+        _put_ranges(ulines, 'unmapped', b[0] + ':', urun)
+        _put_ranges(uzlines, 'unmapped-zero', b[0] + ':', uzero)
+    out.append(f'iter n={n} t-ms={t_us // 1000}.{t_us % 1000:03d} dirty={dirty} '
+               f'unmapped={unmapped} zero={zero} sync-us={sync_us} '
+               f'harvest-us={harvest_us} zero-us={zero_us}\n')
+    # the runs of one segment are sorted and apart already
+    _put_ranges(out, 'pfns', '', _merge(pfn_runs) if sources > 1 else pfn_runs)
+    out.extend(ulines)
+    _put_ranges(out, 'zero', '', _merge(zero_runs) if zsources > 1 else zero_runs)
+    out.extend(uzlines)
+
+
+# Writing
+
+def _varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7f | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _str(s):
+    b = s.encode('utf-8')
+    return _varint(len(b)) + b
+
+
+def _segs(segs):
+    return _varint(len(segs)) + b''.join(
+        _varint(p) + _varint(n) + _varint(f) for p, n, f in segs)
+
+
+def encode_set(pages):
+    """A set of page numbers, as QEMU encodes it: the cheaper of its runs and
+    its bitmap (runs when equal)."""
+    pages = sorted(set(pages))
+    if not pages:
+        return bytes([RUNS]) + _varint(0)
+    runs = bytearray()
+    pos, i = 0, 0
+    while i < len(pages):
+        j = i
+        while j + 1 < len(pages) and pages[j + 1] == pages[j] + 1:
+            j += 1
+        length = j - i + 1
+        runs += _varint((pages[i] - pos) << 1 | (length > 1))
+        if length > 1:
+            runs += _varint(length - 2)
+        pos = pages[j] + 2
+        i = j + 1
+    bitmap_len = pages[-1] // 8 + 1
+    if len(runs) <= bitmap_len:
+        return bytes([RUNS]) + _varint(len(runs)) + bytes(runs)
+    value = 0
+    for p in pages:
+        value |= 1 << p
+    return bytes([BITMAP]) + _varint(bitmap_len) + value.to_bytes(bitmap_len, 'little')
+
+
+def _record(rtype, payload):
+    return rtype.encode() + _varint(len(payload)) + payload
+
+
+class Writer:
+    """Build a binary log: header(), iteration() for each iteration, end()."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.blocks = []        # [used pages, segs] as the reader knows them
+
+    def header(self, qemu, accel, page_size, period_ms, iterations, start, blocks,
+               blocked=''):
+        """blocks: (name, pages, segs), segs [(page, npages, pfn)] in GPA order."""
+        p = _varint(VERSION) + _str(qemu) + _str(accel) + _varint(page_size)
+        p += _varint(period_ms) + _varint(iterations) + _str(start) + _str(blocked)
+        p += _varint(len(blocks))
+        for name, pages, segs in blocks:
+            p += _str(name) + _varint(pages) + _segs(segs)
+            self.blocks.append([pages, list(segs)])
+        self.data += MAGIC + _record('H', p)
+
+    def iteration(self, n, t_us, dirty, unmapped, zero, sync_us, harvest_us,
+                  zero_us, entries):
+        """entries: {block index: (dirty pages, zero pages[, used[, segs]])}."""
+        p = b''.join(_varint(v) for v in (n, t_us, dirty, unmapped, zero,
+                                          sync_us, harvest_us, zero_us))
+        p += _varint(len(entries))
+        for i in sorted(entries):
+            e = entries[i]
+            pages, zpages = sorted(set(e[0])), set(e[1])
+            used = e[2] if len(e) > 2 else self.blocks[i][0]
+            segs = list(e[3]) if len(e) > 3 else self.blocks[i][1]
+            flags = (USED if used != self.blocks[i][0] else 0) | \
+                (MAP if segs != self.blocks[i][1] else 0)
+            p += _varint(i) + _varint(flags)
+            if flags & USED:
+                p += _varint(used)
+            if flags & MAP:
+                p += _segs(segs)
+            self.blocks[i] = [used, segs]
+            p += encode_set(pages)
+            p += encode_set([k for k, pg in enumerate(pages) if pg in zpages])
+        self.data += _record('I', p)
+
+    def untraced(self, name, pages):
+        self.data += _record('U', _str(name) + _varint(pages))
+
+    def end(self, status, iterations, error=None):
+        p = _str(status) + _varint(iterations)
+        if error is not None:
+            p += _str(error)
+        self.data += _record('E', p)
