@@ -13,13 +13,28 @@
 # Each step is a stamp under build/; a re-run does only what changed.
 #   QEMU_SRC=/path/to/qemu-10.0.x        use a tree of your own (copied)
 #   QEMU_TARBALL=/path/to/qemu-10.0.x.tar.xz  use an upstream release tarball
+#   QEMU_BASE=10.2                        another QEMU release as the base: its
+#       own patch queue patches/10.2/, its own build dir build/10.2/ (the
+#       default, 10.0, is patches/ and build/)
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
+QEMU_BASE ?= 10.0
+export QEMU_BASE
+ifeq ($(QEMU_BASE),10.0)
 BUILD := build
-OBJ := $(TOP)/build/obj
+PATCHDIR := patches
+else
+BUILD := $(TOP)/build/$(QEMU_BASE)
+PATCHDIR := patches/$(QEMU_BASE)
+export BUILD
+ifeq ($(wildcard $(TOP)/$(PATCHDIR)/series),)
+$(error QEMU_BASE=$(QEMU_BASE): there is no $(PATCHDIR)/series (README: QEMU bases))
+endif
+endif
+OBJ := $(abspath $(BUILD))/obj
 
-PATCHES := $(TOP)/patches/series $(wildcard $(TOP)/patches/*.patch)
+PATCHES := $(TOP)/$(PATCHDIR)/series $(wildcard $(TOP)/$(PATCHDIR)/*.patch)
 
 # Firmware: Debian's SeaBIOS and iPXE packages; QEMU's own x86 option ROMs
 # (Debian strips them) are built from pc-bios/optionrom into the build tree.
@@ -47,7 +62,7 @@ $(BUILD)/.stamp-fetch: scripts/fetch-qemu.sh | $(BUILD)/.stamp-deps
 	touch $@
 
 $(BUILD)/.stamp-assemble: $(BUILD)/.stamp-fetch $(PATCHES) scripts/assemble.sh
-	flock build/.lock bash scripts/assemble.sh full
+	flock $(BUILD)/.lock bash scripts/assemble.sh full
 	touch $@
 
 # Reconfigure only when the configure flags change
@@ -57,14 +72,14 @@ $(BUILD)/configure-flags: FORCE
 
 $(BUILD)/.stamp-configure: $(BUILD)/.stamp-assemble $(BUILD)/configure-flags
 	mkdir -p $(OBJ)
-	flock build/.lock bash scripts/assemble.sh overlay
-	cd $(OBJ) && flock $(TOP)/build/.lock $(TOP)/build/qemu/configure $(CONFIGURE_FLAGS)
+	flock $(BUILD)/.lock bash scripts/assemble.sh overlay
+	cd $(OBJ) && flock $(abspath $(BUILD))/.lock $(abspath $(BUILD))/qemu/configure $(CONFIGURE_FLAGS)
 	touch $@
 
 # The overlay is refreshed on every build: only changed files are rewritten.
 $(BUILD)/qemu-system-x86_64: $(BUILD)/.stamp-configure FORCE
 	bash scripts/build.sh
-	@echo "QEMU $$(cat build/qemu-version) with the series: $@"
+	@echo "QEMU $$(cat $(BUILD)/qemu-version) with the series: $@"
 
 # Build and run one qtest:  make qtest T=bitmap-trace-test [ARGS="-p /x86_64/..."]
 qtest: all

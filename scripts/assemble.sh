@@ -14,6 +14,12 @@ pristine=$build/qemu-src
 tree=$build/qemu
 stage=$build/qemu-stage
 mode=${1:-full}
+# QEMU_BASE=10.2: that base's patch queue, patches/10.2/
+case ${QEMU_BASE:-10.0} in
+10.0) pq=patches ;;
+*) pq=patches/$QEMU_BASE ;;
+esac
+patches=$top/$pq
 
 die() { echo "assemble: $*" >&2; exit 1; }
 
@@ -54,9 +60,9 @@ n=0
 while read -r p; do
     case "$p" in ''|'#'*) continue ;; esac
     n=$((n + 1))
-    [ -f "$top/patches/$p" ] || die "patches/series names $p, which does not exist"
+    [ -f "$patches/$p" ] || die "$pq/series names $p, which does not exist"
     if ! out=$(patch -d "$stage" -p1 -F0 -N --no-backup-if-mismatch -r - \
-                     -i "$top/patches/$p" 2>&1); then
+                     -i "$patches/$p" 2>&1); then
         echo "$out" | sed 's/^/    /' >&2
         rm -rf "$stage"
         die "patch $p does not apply (see the failed hunk above)"
@@ -65,7 +71,7 @@ while read -r p; do
         echo "$out" | grep 'offset\|fuzz' | sed "s|^|    $p: |"
     fi
     echo "  patch $p"
-done < "$top/patches/series"
+done < "$patches/series"
 
 overlay_files > "$stage.overlay-files"
 while read -r f; do
@@ -102,9 +108,9 @@ mv "$stage.overlay-files" "$build/overlay-files"
 while read -r f; do chmod a-w "$tree/$f"; done < "$build/overlay-files"
 while read -r p; do
     case "$p" in ''|'#'*) continue ;; esac
-    sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$top/patches/$p" |
+    sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$patches/$p" |
         while read -r f; do
             if [ -e "$tree/$f" ]; then chmod a-w "$tree/$f"; fi
         done
-done < "$top/patches/series"
+done < "$patches/series"
 echo "assemble: $n patches and $(wc -l < "$build/overlay-files") overlay files on QEMU in $tree"

@@ -190,9 +190,6 @@ class Throughput:
 # --------------------------------------------------------------------------
 # Trace events
 
-EV = re.compile(r'^\d+@(\d+\.\d+):(\w+) ?(.*)$')
-
-
 def read_events(path, start):
     """(wall time, name, args) of the trace events after byte @start."""
     out = []
@@ -203,9 +200,10 @@ def read_events(path, start):
     except OSError:
         return out
     for line in text.splitlines():
-        m = EV.match(line)
+        # QEMU 10.0's and 10.2's line formats: validate.trace_line()
+        m = V.trace_line(line)
         if m:
-            out.append((float(m.group(1)), m.group(2), m.group(3)))
+            out.append(m)
     return out
 
 

@@ -3,11 +3,12 @@
 # and option ROMs).  Serialised with a lock: several makes may share build/.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-obj=$top/build/obj
-exec 9>"$top/build/.lock"
+build=${BUILD:-$top/build}
+obj=$build/obj
+exec 9>"$build/.lock"
 flock 9
 bash "$top/scripts/assemble.sh" overlay
 ninja -C "$obj" qemu-system-x86_64 "$@"
 make -s -C "$obj/pc-bios/optionrom" >/dev/null
 bash "$top/scripts/firmware-links.sh" "$obj"
-ln -sf "$obj/qemu-system-x86_64" "$top/build/qemu-system-x86_64"
+ln -sf "$obj/qemu-system-x86_64" "$build/qemu-system-x86_64"

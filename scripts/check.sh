@@ -11,9 +11,16 @@
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-tree=$top/build/qemu
-obj=$top/build/obj
-logs=$top/build/check
+build=${BUILD:-$top/build}
+tree=$build/qemu
+obj=$build/obj
+logs=$build/check
+# QEMU_BASE=10.2: that base's patch queue, patches/10.2/
+case ${QEMU_BASE:-10.0} in
+10.0) pq=patches ;;
+*) pq=patches/$QEMU_BASE ;;
+esac
+patches=$top/$pq
 suites=${CHECK_ONLY:-checkpatch qtest migration harness}
 mkdir -p "$logs"
 
@@ -93,18 +100,18 @@ if [[ " $suites " == *" checkpatch "* ]]; then
     done < "$logs/checkpatch-files"
     while read -r p; do
         case "$p" in ''|'#'*) continue ;; esac
-        if (cd "$tree" && scripts/checkpatch.pl --no-tree -q "$top/patches/$p") \
+        if (cd "$tree" && scripts/checkpatch.pl --no-tree -q "$patches/$p") \
                 > "$logs/checkpatch.out" 2>&1; then
             result pass "checkpatch $p"
         else
             cat "$logs/checkpatch.out"
             result fail "checkpatch $p"
         fi
-    done < "$top/patches/series"
+    done < "$patches/series"
     # The series as qemu-devel would get it (make series): new files need
     # what checkpatch only checks in a patch (SPDX tags, MAINTAINERS).
     if bash "$top/scripts/series.sh" > "$logs/series.log" 2>&1; then
-        for p in "$top"/build/series/out/0*.patch; do
+        for p in "$build"/series/out/0*.patch; do
             case "$p" in */0000-cover-letter.patch) continue ;; esac
             if (cd "$tree" && scripts/checkpatch.pl -q "$p") \
                     > "$logs/checkpatch.out" 2>&1; then

@@ -1,5 +1,7 @@
 #!/bin/bash
 # Fetch and unpack a pristine QEMU 10.0.x tree into $1 (default build/qemu-src).
+# QEMU_BASE=10.2 (any major.minor with a queue under patches/) fetches that
+# release instead: 10.2.x, from Debian's trixie-backports and sid sources.
 #
 # Sources, in order of preference:
 #   QEMU_SRC=/path/to/tree        a user's own 10.0.x tree (copied, never modified)
@@ -20,12 +22,13 @@ mkdir -p "$dl"
 
 die() { echo "fetch-qemu: $*" >&2; exit 1; }
 
+base=${QEMU_BASE:-10.0}
 check_version() {
     local v
     v=$(cat "$1/VERSION" 2>/dev/null) || die "$1 has no VERSION file: not a QEMU tree"
     case "$v" in
-    10.0.*) ;;
-    *) die "$1 is QEMU $v; this series is for QEMU 10.0.x" ;;
+    "$base".*) ;;
+    *) die "$1 is QEMU $v; this series is for QEMU $base.x" ;;
     esac
     echo "$v"
 }
@@ -48,10 +51,20 @@ else
     apt=$build/apt
     mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/etc/preferences.d" \
              "$apt/etc/apt.conf.d" "$apt/etc/trusted.gpg.d"
-    cat > "$apt/sources.list" <<EOF
+    if [ "$base" = 10.0 ]; then
+        suites=trixie
+        cat > "$apt/sources.list" <<EOF
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main
 EOF
+    else
+        # later releases: trixie-backports and sid (unstable) carry them
+        suites="trixie-backports/sid"
+        cat > "$apt/sources.list" <<EOF
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
+EOF
+    fi
     aptopts=(-o "Dir::Etc::SourceList=$apt/sources.list"
              -o "Dir::Etc::SourceParts=$apt/none"
              -o "Dir::Etc::Preferences=$apt/none"
@@ -64,13 +77,18 @@ EOF
     touch "$apt/status"
     # Refresh the index only when it is missing or old: a second run needs no network.
     if [ -z "$(find "$apt/lists" -name '*Sources*' -mtime -7 2>/dev/null | head -1)" ]; then
-        apt-get "${aptopts[@]}" update -q || die "apt-get update for trixie sources failed"
+        apt-get "${aptopts[@]}" update -q || die "apt-get update for $suites sources failed"
     fi
-    ver=$(apt-cache "${aptopts[@]}" showsrc qemu 2>/dev/null |
-          awk '/^Version:/ {print $2}' | sort -V | tail -1)
-    [ -n "$ver" ] || die "no qemu source package found in trixie"
-    upver=${ver#*:}; upver=${upver%%+*}; upver=${upver%%-*}
-    case "$upver" in 10.0.*) ;; *) die "trixie carries qemu $ver, not 10.0.x" ;; esac
+    # the newest version of the base's major.minor
+    vers=$(apt-cache "${aptopts[@]}" showsrc qemu 2>/dev/null |
+           awk '/^Version:/ {print $2}' | sort -uV)
+    [ -n "$vers" ] || die "no qemu source package found in $suites"
+    ver=
+    for v in $vers; do
+        upver=${v#*:}; upver=${upver%%+*}; upver=${upver%%-*}
+        case "$upver" in "$base".*) ver=$v ;; esac
+    done
+    [ -n "$ver" ] || die "$suites carries qemu $(echo $vers), not $base.x"
     dsc=$(ls "$dl"/qemu_"${ver#*:}".dsc 2>/dev/null || true)
     if [ -z "$dsc" ]; then
         echo "fetch-qemu: downloading Debian qemu $ver source"
@@ -81,7 +99,7 @@ EOF
     echo "fetch-qemu: unpacking $dsc"
     dpkg-source --no-copy -x "$dsc" "$dest.tmp" >/dev/null ||
         die "dpkg-source -x $dsc failed"
-    origin="debian trixie qemu $ver"
+    origin="debian $suites qemu $ver"
 fi
 
 v=$(check_version "$dest.tmp")

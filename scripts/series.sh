@@ -11,10 +11,21 @@
 #
 # Fails, naming it, when a patch of patches/series or an overlay file is not
 # in patches/commits exactly once, or when a patch does not apply.
+#
+# QEMU_BASE=10.2: the queue patches/10.2/ on that base, in build/10.2/series;
+# its commits and cover-letter.txt are patches/'s unless it has its own.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
+case ${QEMU_BASE:-10.0} in
+10.0) queue=$top/patches ;;
+*) queue=$top/patches/$QEMU_BASE ;;
+esac
+commits=$queue/commits
+[ -f "$commits" ] || commits=$top/patches/commits
+cover_txt=$queue/cover-letter.txt
+[ -f "$cover_txt" ] || cover_txt=$top/patches/cover-letter.txt
 pristine=$build/qemu-src
 repo=$build/series/repo
 out=$build/series/out
@@ -30,11 +41,11 @@ flock 8
 command -v git >/dev/null || die "git not found (run: sudo make deps)"
 
 # --- check the map ----------------------------------------------------------
-map=$(grep -v '^[[:space:]]*\(#\|$\)' "$top/patches/commits")
+map=$(grep -v '^[[:space:]]*\(#\|$\)' "$commits")
 mapped=$(echo "$map" | tr ' ' '\n' | grep . | sort)
 dups=$(echo "$mapped" | uniq -d)
 [ -z "$dups" ] || die "patches/commits names these more than once: $dups"
-for p in $(grep -v '^[[:space:]]*\(#\|$\)' "$top/patches/series"); do
+for p in $(grep -v '^[[:space:]]*\(#\|$\)' "$queue/series"); do
     echo "$mapped" | grep -qxF "$p" || die "patches/commits does not place patch $p"
 done
 for f in $(cd "$top/qemu" && find . -type f ! -name '*~' ! -name '.*' | sed 's|^\./||'); do
@@ -61,9 +72,11 @@ git_ clean -q -fdx
 
 # --- one commit per line of the map -----------------------------------------
 # header PATCH: the patch's author line, subject and message (no [PATCH])
-header_field() { sed -n "s/^$2: //p;/^$/q" "$top/patches/$1" | head -1; }
+header_field() { sed -n "s/^$2: //p;/^$/q" "$queue/$1" | head -1; }
 message() {
-    sed -n '/^$/,/^---$/p' "$top/patches/$1" | sed '1d;$d' | sed '/^Signed-off-by:/d'
+    # from the blank line after the header to the first ---, not beyond:
+    # notes may follow the --- (the rebased queues' say what changed)
+    sed '/^---$/q' "$queue/$1" | sed -n '/^$/,$p' | sed '1d;$d' | sed '/^Signed-off-by:/d'
 }
 
 n=0
@@ -91,7 +104,7 @@ while read -r first rest; do
         done
     } | cat -s > "$msg"
     for p in "${patches[@]}"; do
-        git_ apply --index "$top/patches/$p" || die "patch $p does not apply at commit $n"
+        git_ apply --index "$queue/$p" || die "patch $p does not apply at commit $n"
     done
     for f in "${files[@]}"; do
         mkdir -p "$repo/$(dirname "$f")"
@@ -112,7 +125,7 @@ git_ format-patch -q --cover-letter --thread=shallow -o "$out" base..series >/de
 cover=$out/0000-cover-letter.patch
 maint=$(cd "$repo" && perl scripts/get_maintainer.pl --no-git --no-git-fallback \
             --no-rolestats "$out"/0*.patch 2>/dev/null | grep -v cover-letter || true)
-python3 - "$cover" "$top/patches/cover-letter.txt" "$maint" <<'PY'
+python3 - "$cover" "$cover_txt" "$maint" <<'PY'
 import sys
 cover, tmpl, maint = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
 subject, _, blurb = tmpl.partition('\n\n')

@@ -56,6 +56,7 @@ down-converted to v1 for a bt-report that reads only v1.
 import argparse
 import atexit
 import ctypes
+import datetime
 import json
 import math
 import os
@@ -433,7 +434,22 @@ def run_report(log, case, bt_report, calibration=None):
 TERMINAL = ('completed', 'failed', 'cancelled')
 SRC_TRACE_EVENTS = ('migration_bitmap_sync_end', 'migrate_pending_exact',
                     'migration_completion_vm_stop', 'vmstate_downtime_checkpoint')
+# QEMU 10.0: "PID@SECONDS.USEC:EVENT ARGS".  From 10.2 on the log backend
+# leaves the timestamp to qemu_log(), which writes "ISO-8601-UTC EVENT ARGS"
 TRACE_LINE = re.compile(r'^\d+@(\d+\.\d+):(\w+) ?(.*)$')
+TRACE_LINE_ISO = re.compile(r'^(\d{4}-\d\d-\d\dT[\d:.]+Z) (\w+) ?(.*)$')
+
+
+def trace_line(line):
+    """(epoch seconds, event, arguments) of a trace log line, or None"""
+    m = TRACE_LINE.match(line)
+    if m:
+        return float(m.group(1)), m.group(2), m.group(3)
+    m = TRACE_LINE_ISO.match(line)
+    if m:
+        when = datetime.datetime.fromisoformat(m.group(1).replace('Z', '+00:00'))
+        return when.timestamp(), m.group(2), m.group(3)
+    return None
 
 
 def real_rounds(trace_log, t0_wall):
@@ -446,20 +462,21 @@ def real_rounds(trace_log, t0_wall):
     except OSError:
         return None
     for line in lines:
-        m = TRACE_LINE.match(line)
+        m = trace_line(line)
         if not m:
             continue
-        t = round(float(m.group(1)) - t0_wall, 4)
-        if m.group(2) == 'migration_bitmap_sync_end':
-            syncs.append({'t_s': t, 'dirty_pages': int(m.group(3).split()[-1])})
-        elif m.group(2) == 'migrate_pending_exact':
-            exact.append({'t_s': t, 'pending_bytes': int(m.group(3).split()[3])})
-        elif m.group(2) == 'migration_completion_vm_stop':
+        when, event, args = m
+        t = round(when - t0_wall, 4)
+        if event == 'migration_bitmap_sync_end':
+            syncs.append({'t_s': t, 'dirty_pages': int(args.split()[-1])})
+        elif event == 'migrate_pending_exact':
+            exact.append({'t_s': t, 'pending_bytes': int(args.split()[3])})
+        elif event == 'migration_completion_vm_stop':
             stop = t
-        elif m.group(2) == 'vmstate_downtime_checkpoint':
+        elif event == 'vmstate_downtime_checkpoint':
             # migration_stop_vm, qemu_savevm_state_complete_precopy,
             # migration_downtime_end: where the downtime goes
-            checkpoints.append({'t_s': t, 'what': m.group(3).strip()})
+            checkpoints.append({'t_s': t, 'what': args.strip()})
     rounds = [{'start_s': a['t_s'], 'length_s': round(b['t_s'] - a['t_s'], 4),
                'dirtied_pages': b['dirty_pages']}
               for a, b in zip(syncs, syncs[1:])]

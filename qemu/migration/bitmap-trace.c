@@ -8,9 +8,6 @@
  *
  * Copyright (c) 2026 The bitmap-trace authors
  *
- * This work is licensed under the terms of the GNU GPL, version 2 or later.
- * See the COPYING file in the top-level directory.
- *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -28,9 +25,7 @@
 #include "qapi/error.h"
 #include "qapi/qapi-commands-migration.h"
 #include "qapi/qapi-events-migration.h"
-#include "exec/address-spaces.h"
-#include "exec/memory.h"
-#include "exec/ram_addr.h"
+#include "bitmap-trace-compat.h"   /* the memory API headers */
 #include "exec/target_page.h"
 #include "hw/core/cpu.h"
 #include "migration/blocker.h"
@@ -294,7 +289,7 @@ static void bitmap_trace_harvest_block(BitmapTraceBlock *b)
         ram_addr_t length = b->used_pages << TARGET_PAGE_BITS;
 
         memory_region_clear_dirty_bitmap(b->rb->mr, 0, length);
-        cpu_physical_memory_dirty_bits_cleared(b->offset, length);
+        physical_memory_dirty_bits_cleared(b->offset, length);
     }
 }
 
@@ -408,7 +403,7 @@ static bool bitmap_trace_map_range(Int128 start, Int128 len,
  * (system_reset, CPU hotplug, the gdbstub, vapic).  A parked vCPU thread
  * keeps doing what an idle one does: it reports itself stopped when asked
  * to and runs the work queued on it (run_on_cpu() of the dirty ring flush
- * or of a monitor command), through qemu_wait_io_event_common().  The BQL
+ * or of a monitor command), through qemu_process_cpu_events_common().  The BQL
  * is dropped only while the vCPUs are being gathered, before the round
  * takes anything.
  */
@@ -462,7 +457,7 @@ static void bitmap_trace_park_vcpu(CPUState *cpu, run_on_cpu_data data)
         /* With single-threaded TCG this thread runs every vCPU */
         CPU_FOREACH(other) {
             if (other->thread == cpu->thread) {
-                qemu_wait_io_event_common(other);
+                qemu_process_cpu_events_common(other);
             }
         }
     }

@@ -4,6 +4,7 @@
 #  - a full assembly applies the series and the overlay, read-only
 #  - a re-assembly rewrites only files whose content changed
 #  - a series that does not apply is a hard error naming patch and hunk
+#  - QEMU_BASE=10.2 wants a 10.2.x tree and applies patches/10.2/
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,6 +20,7 @@ repo=$tmp/repo
 mkdir -p "$repo/scripts" "$repo/patches" "$repo/qemu/migration"
 cp "$top/scripts/fetch-qemu.sh" "$top/scripts/assemble.sh" "$repo/scripts/"
 export BUILD=$repo/build
+unset QEMU_BASE     # the default base; QEMU_BASE=10.2 is checked at the end
 
 src=$tmp/qemu-10.0.99
 mkdir -p "$src/migration" "$src/util"
@@ -99,4 +101,23 @@ fi
 grep -q "patch 0002-bad.patch does not apply" "$tmp/out" || fail "no patch name"
 grep -q "Hunk #1 FAILED" "$tmp/out" || fail "no hunk: $(cat "$tmp/out")"
 grep -q 'long b' "$t/migration/ram.c" || fail "a failed assembly changed the tree"
+# QEMU_BASE=10.2: a 10.2.x tree and the queue patches/10.2/
+mkdir -p "$tmp/q102/migration" "$repo/patches/10.2"
+echo 10.2.99 > "$tmp/q102/VERSION"
+printf 'int a;\nint b;\nint c;\n' > "$tmp/q102/migration/ram.c"
+if QEMU_SRC=$src QEMU_BASE=10.2 bash "$repo/scripts/fetch-qemu.sh" > "$tmp/out" 2>&1; then
+    fail "QEMU_BASE=10.2 accepted a 10.0 tree"
+fi
+grep -q "QEMU 10.0.99; this series is for QEMU 10.2.x" "$tmp/out" ||
+    fail "wrong refusal: $(cat "$tmp/out")"
+export BUILD=$tmp/build-10.2
+QEMU_SRC=$tmp/q102 QEMU_BASE=10.2 bash "$repo/scripts/fetch-qemu.sh" \
+    > "$tmp/out" 2>&1 || fail "QEMU_BASE=10.2 fetch: $(cat "$tmp/out")"
+sed 's/long b/short b/' "$repo/patches/0001-b.patch" > "$repo/patches/10.2/0001-b.patch"
+echo 0001-b.patch > "$repo/patches/10.2/series"
+QEMU_BASE=10.2 bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
+    fail "QEMU_BASE=10.2 assembly: $(cat "$tmp/out")"
+grep -q 'short b' "$BUILD/qemu/migration/ram.c" || fail "patches/10.2 not applied"
+cmp -s "$repo/qemu/migration/bitmap-trace.c" "$BUILD/qemu/migration/bitmap-trace.c" ||
+    fail "overlay not laid on 10.2"
 echo "assemble-test: all checks passed"
