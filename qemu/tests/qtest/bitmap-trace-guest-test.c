@@ -543,7 +543,7 @@ static bool dirty_ring_stalls_guest(QTestState *qts, const GuestLayout *l)
 static int64_t trace_completed(QTestState *qts)
 {
     QDict *info = qtest_qmp_assert_success_ref(qts,
-                                               "{'execute': 'query-bitmap-trace'}");
+                      "{'execute': 'query-bitmap-trace'}");
     int64_t done = qdict_get_int(info, "completed-iterations");
 
     qobject_unref(info);
