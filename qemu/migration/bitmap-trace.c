@@ -74,7 +74,9 @@
 #define BITMAP_TRACE_BIN_HEADER         'H'
 #define BITMAP_TRACE_BIN_ITER           'I'
 #define BITMAP_TRACE_BIN_END            'E'
-#define BITMAP_TRACE_BIN_UNTRACED       'U'
+#define BITMAP_TRACE_BIN_ADDED          'A'
+#define BITMAP_TRACE_BIN_REMOVED        'R'
+#define BITMAP_TRACE_BIN_BLOCKED        'B'
 /* A block entry of an iteration record: what precedes its page sets */
 #define BITMAP_TRACE_BIN_USED           1   /* its used pages changed */
 #define BITMAP_TRACE_BIN_MAP            2   /* its memory map changed */
@@ -102,6 +104,9 @@ typedef struct BitmapTraceBlock {
     uint64_t pages;             /* used pages at start */
     uint64_t used_pages;        /* used pages at the last harvest */
     bool gone;                  /* the block was freed during the trace */
+    /* added during the trace, found by the last sync: @dirty is its base */
+    bool arrived;
+    bool removed;               /* found gone by the last sync */
     unsigned long *dirty;       /* dirtied in the current iteration */
     unsigned long *seen;        /* dirtied in any measured iteration */
     unsigned long *mapped;      /* has a GPA, at the last harvest */
@@ -123,15 +128,15 @@ typedef struct BitmapTrace {
     int64_t period_ms;
     const char *accel;
     char *start_time;
-    char *blocked;              /* why migration was blocked at the start */
+    /* why migration is blocked (char *), at the start, then as it comes */
+    GPtrArray *blocked;
+    guint blocked_logged;       /* of @blocked, how many the log gives */
     int64_t t0_ns;
     BitmapTraceBlock *blocks;
     unsigned nblocks;
     int64_t sync_us;
     int64_t harvest_us;
     int64_t zero_us;
-    GPtrArray *untraced;        /* RAMBlock * found after the start */
-    GString *untraced_lines;    /* "untraced" records of the last sync */
     off_t log_length;           /* bytes of complete records written */
     GString *enc;               /* binary log: scratch for an encoding */
     GString *rec;               /* binary log: a record being built */
@@ -195,47 +200,68 @@ static void bitmap_trace_free_blocks(BitmapTrace *bt)
     }
     g_clear_pointer(&bt->blocks, g_free);
     bt->nblocks = 0;
-    if (bt->untraced) {
-        g_ptr_array_set_size(bt->untraced, 0);
-        g_string_truncate(bt->untraced_lines, 0);
-    } else {
-        bt->untraced = g_ptr_array_new();
-        bt->untraced_lines = g_string_new(NULL);
-    }
 }
 
 /*
- * Take the blocks migration would send.  Called with the BQL held (for
- * idstr) and the RCU read lock.
+ * Trace RAM block @rb from now on.  Its bitmaps cover it up to its maximum
+ * size.  Called with the BQL held (for idstr) and the RCU read lock.
+ */
+static BitmapTraceBlock *bitmap_trace_add_block(BitmapTrace *bt,
+                                                RAMBlock *rb)
+{
+    BitmapTraceBlock *b;
+
+    /* find_ram_offset() aligns blocks to a word of the dirty bitmap */
+    assert(!((rb->offset >> TARGET_PAGE_BITS) % BITS_PER_LONG));
+    bt->blocks = g_renew(BitmapTraceBlock, bt->blocks, bt->nblocks + 1);
+    b = &bt->blocks[bt->nblocks++];
+    *b = (BitmapTraceBlock) {
+        .rb = rb,
+        .idstr = g_strdup(qemu_ram_get_idstr(rb)),
+        .offset = rb->offset,
+        .max_pages = rb->max_length >> TARGET_PAGE_BITS,
+        .pages = rb->used_length >> TARGET_PAGE_BITS,
+    };
+    b->dirty = bitmap_new(b->max_pages);
+    b->seen = bitmap_new(b->max_pages);
+    b->mapped = bitmap_new(b->max_pages);
+    b->zero = bitmap_new(b->max_pages);
+    b->scratch = bitmap_new(b->max_pages);
+    b->segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
+    b->logged_segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
+    return b;
+}
+
+/*
+ * Take the blocks migration would send, in the order it sends them.
+ * Called with the BQL held and the RCU read lock.
  */
 static void bitmap_trace_init_blocks(BitmapTrace *bt)
 {
     RAMBlock *rb;
-    unsigned n = 0;
 
     RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
-        n++;
+        bitmap_trace_add_block(bt, rb);
     }
-    bt->blocks = g_new0(BitmapTraceBlock, n);
-    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
-        BitmapTraceBlock *b = &bt->blocks[bt->nblocks++];
+}
 
-        /* find_ram_offset() aligns blocks to a word of the dirty bitmap */
-        assert(!((rb->offset >> TARGET_PAGE_BITS) % BITS_PER_LONG));
-        b->rb = rb;
-        b->idstr = g_strdup(qemu_ram_get_idstr(rb));
-        b->offset = rb->offset;
-        b->max_pages = rb->max_length >> TARGET_PAGE_BITS;
-        b->pages = rb->used_length >> TARGET_PAGE_BITS;
-        b->dirty = bitmap_new(b->max_pages);
-        b->seen = bitmap_new(b->max_pages);
-        b->mapped = bitmap_new(b->max_pages);
-        b->zero = bitmap_new(b->max_pages);
-        b->scratch = bitmap_new(b->max_pages);
-        b->segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
-        b->logged_segs = g_array_new(false, false,
-                                     sizeof(BitmapTraceSegment));
+/*
+ * Is the traced block @b still there?  A RAMBlock freed during the trace
+ * (memory unplug) may have its memory reused by one added later, so its
+ * address is not enough.  Called with the RCU read lock.
+ */
+static bool bitmap_trace_block_present(BitmapTraceBlock *b)
+{
+    RAMBlock *rb;
+
+    RAMBLOCK_FOREACH(rb) {
+        if (rb == b->rb) {
+            return rb->offset == b->offset &&
+                   rb->max_length >> TARGET_PAGE_BITS == b->max_pages &&
+                   !strcmp(qemu_ram_get_idstr(rb), b->idstr);
+        }
     }
+    return false;
 }
 
 /*
@@ -305,27 +331,56 @@ static BitmapTraceBlock *bitmap_trace_find_block(BitmapTrace *bt,
 }
 
 /*
- * RAM that migration would send but that was added after the trace
- * started (memory hotplug, a device's RAM) is not traced: say so in the
- * log, once per block, after the iteration that first finds it.  Called
- * with the BQL held (for idstr) and the RCU read lock.
+ * RAM that migration would send, added since the trace started (memory
+ * hotplug, a device's RAM), is traced from the sync that finds it.  It is
+ * dirty-logged from its creation (the memory listeners log a region added
+ * while global dirty logging is on, and ram_block_add() marks all of it
+ * dirty), so this sync's harvest takes those bits and re-arms tracking, and
+ * every write after it is caught by a later round.  What this harvest
+ * takes is the block's baseline, like iteration 0 of the others: the log
+ * says the block arrived, with its size, map and zero pages, instead of
+ * listing its pages as dirtied.  Called with the BQL held (for idstr) and
+ * the RCU read lock, before the harvest.
  */
-static void bitmap_trace_find_untraced(BitmapTrace *bt)
+static void bitmap_trace_find_added(BitmapTrace *bt)
 {
     RAMBlock *rb;
 
     RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
-        if (bitmap_trace_find_block(bt, rb) ||
-            g_ptr_array_find(bt->untraced, rb, NULL)) {
-            continue;
+        if (!bitmap_trace_find_block(bt, rb)) {
+            bitmap_trace_add_block(bt, rb)->arrived = true;
+            trace_bitmap_trace_block_added(qemu_ram_get_idstr(rb),
+                                           rb->used_length >>
+                                           TARGET_PAGE_BITS);
         }
-        g_ptr_array_add(bt->untraced, rb);
-        g_string_append_printf(bt->untraced_lines,
-                               "untraced name=%s pages=%" PRIu64 "\n",
-                               qemu_ram_get_idstr(rb),
-                               (uint64_t)(rb->used_length >>
-                                          TARGET_PAGE_BITS));
-        trace_bitmap_trace_untraced(qemu_ram_get_idstr(rb));
+    }
+}
+
+/*
+ * What blocks migration now and did not when the log last said: a device
+ * that blocks migration may write guest RAM without dirty logging (VFIO
+ * without dirty tracking, vhost-user without logging), so the log names
+ * every blocker, not only the first, and those that appear during the
+ * trace.  The trace's own blocker is not one of them.  Called with the
+ * BQL held.
+ */
+static void bitmap_trace_find_blockers(BitmapTrace *bt)
+{
+    g_autoptr(MigrationInfo) info = qmp_query_migrate(NULL);
+    const char *own = error_get_pretty(bt_blocker);
+    strList *r;
+
+    for (r = info->blocked_reasons; r; r = r->next) {
+        g_autofree char *reason = g_strdelimit(g_strdup(r->value), "\n", ' ');
+        bool known = !strcmp(reason, own);
+
+        for (guint i = 0; !known && i < bt->blocked->len; i++) {
+            known = !strcmp(reason, g_ptr_array_index(bt->blocked, i));
+        }
+        if (!known) {
+            trace_bitmap_trace_blocked(reason);
+            g_ptr_array_add(bt->blocked, g_steal_pointer(&reason));
+        }
     }
 }
 
@@ -550,19 +605,19 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
 
     WITH_RCU_READ_LOCK_GUARD() {
         FlatView *fv = address_space_to_flatview(&address_space_memory);
-        RAMBlock *rb;
 
         for (unsigned i = 0; i < bt->nblocks; i++) {
             BitmapTraceBlock *b = &bt->blocks[i];
-            bool present = false;
 
-            RAMBLOCK_FOREACH(rb) {
-                if (rb == b->rb) {
-                    present = true;
-                    break;
-                }
+            if (!b->gone && !bitmap_trace_block_present(b)) {
+                b->gone = b->removed = true;
+                trace_bitmap_trace_block_removed(b->idstr);
             }
-            b->gone = b->gone || !present;
+        }
+        bitmap_trace_find_added(bt);
+        for (unsigned i = 0; i < bt->nblocks; i++) {
+            BitmapTraceBlock *b = &bt->blocks[i];
+
             bitmap_zero(b->dirty, b->max_pages);
             bitmap_zero(b->mapped, b->max_pages);
             g_array_set_size(b->segs, 0);
@@ -571,9 +626,13 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
                                     b->max_pages);
                 bitmap_trace_harvest_block(b);
             }
+            if (b->arrived) {
+                /* its baseline: every page, as in iteration 0 */
+                bitmap_set(b->dirty, 0, b->used_pages);
+                b->pages = b->used_pages;
+            }
         }
         flatview_for_each_range(fv, bitmap_trace_map_range, bt);
-        bitmap_trace_find_untraced(bt);
     }
     if (parked) {
         /* No vCPU is in a TB, so none is in a write whose bit we missed */
@@ -584,6 +643,7 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
 
     bt->sync_us = (t_harvest - t_sync) / SCALE_US;
     bt->harvest_us = (now_ns() - t_harvest) / SCALE_US;
+    bitmap_trace_find_blockers(bt);
 }
 
 /*
@@ -781,7 +841,7 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
 
         uint64_t bdirty, bzero, bunmapped, bfresh;
 
-        if (b->gone) {
+        if (b->gone || b->arrived) {
             continue;
         }
         bitmap_trace_block_counts(b, n > 0, &bdirty, &bzero, &bunmapped,
@@ -819,8 +879,6 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
     g_string_append(out, unmapped_lines->str);
     bitmap_trace_put_ranges(out, "zero", "", zero_merged);
     g_string_append(out, unmapped_zero_lines->str);
-    g_string_append(out, bt->untraced_lines->str);
-    g_string_truncate(bt->untraced_lines, 0);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
                                  bt->harvest_us,
@@ -923,29 +981,6 @@ static void bitmap_trace_put_set(GString *out, const unsigned long *bits,
     }
 }
 
-/*
- * The RAM blocks found since the last iteration that the trace does not
- * cover: a record each, their name and pages, from the "untraced" lines
- * the sync left for the text log.
- */
-static void bitmap_trace_encode_untraced(BitmapTrace *bt, GString *out)
-{
-    g_auto(GStrv) lines = g_strsplit(bt->untraced_lines->str, "\n", -1);
-
-    for (int i = 0; lines[i] && lines[i][0]; i++) {
-        const char *name = lines[i] + strlen("untraced name=");
-        const char *pages = g_strrstr(lines[i], " pages=");
-        g_autofree char *idstr = g_strndup(name, pages - name);
-
-        g_string_truncate(bt->rec, 0);
-        bitmap_trace_put_str(bt->rec, idstr);
-        bitmap_trace_put_varint(bt->rec, g_ascii_strtoull(pages + 7, NULL,
-                                                          10));
-        bitmap_trace_put_record(out, BITMAP_TRACE_BIN_UNTRACED, bt->rec);
-    }
-    g_string_truncate(bt->untraced_lines, 0);
-}
-
 static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
 {
     GString *rec = bt->rec;
@@ -958,7 +993,14 @@ static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
     bitmap_trace_put_varint(rec, bt->period_ms);
     bitmap_trace_put_varint(rec, bt->iterations);
     bitmap_trace_put_str(rec, bt->start_time);
-    bitmap_trace_put_str(rec, bt->blocked ? bt->blocked : "");
+    /* the reasons, one per line */
+    for (guint i = 0; i < bt->blocked->len; i++) {
+        g_string_append_printf(bt->enc, "%s%s", i ? "\n" : "",
+                               (char *)g_ptr_array_index(bt->blocked, i));
+    }
+    bitmap_trace_put_str(rec, bt->enc->str);
+    g_string_truncate(bt->enc, 0);
+    bt->blocked_logged = bt->blocked->len;
     bitmap_trace_put_varint(rec, bt->nblocks);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
@@ -997,7 +1039,7 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
         BitmapTraceBlock *b = &bt->blocks[i];
         uint64_t bdirty, bzero, bunmapped, bfresh, flags = 0;
 
-        if (b->gone) {
+        if (b->gone || b->arrived) {
             continue;
         }
         bitmap_trace_block_counts(b, n > 0, &bdirty, &bzero, &bunmapped,
@@ -1061,7 +1103,6 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
     bitmap_trace_put_varint(rec, nentries);
     g_string_append_len(rec, entries->str, entries->len);
     bitmap_trace_put_record(out, BITMAP_TRACE_BIN_ITER, rec);
-    bitmap_trace_encode_untraced(bt, out);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
                                  bt->harvest_us,
@@ -1166,6 +1207,17 @@ static bool bitmap_trace_write(BitmapTrace *bt, GString *out, Error **errp)
     return ok;
 }
 
+/* A block's map as "first-pfn+pages" ranges separated by commas */
+static void bitmap_trace_format_map(GString *out, const GArray *segs)
+{
+    for (guint s = 0; s < segs->len; s++) {
+        BitmapTraceSegment *seg = &g_array_index(segs, BitmapTraceSegment, s);
+
+        g_string_append_printf(out, "%s%" PRIx64 "+%" PRIu64,
+                               s ? "," : "", seg->pfn, seg->npages);
+    }
+}
+
 static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
 {
     g_string_append_printf(out, "bitmap-trace v2\n"
@@ -1174,21 +1226,17 @@ static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
                            " start=%s\n",
                            QEMU_VERSION, bt->accel, (int)TARGET_PAGE_SIZE,
                            bt->period_ms, bt->iterations, bt->start_time);
-    if (bt->blocked) {
-        g_string_append_printf(out, "blocked reason=%s\n", bt->blocked);
+    for (guint i = 0; i < bt->blocked->len; i++) {
+        g_string_append_printf(out, "blocked reason=%s\n",
+                               (char *)g_ptr_array_index(bt->blocked, i));
     }
+    bt->blocked_logged = bt->blocked->len;
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
 
         g_string_append_printf(out, "block name=%s pages=%" PRIu64 " map=",
                                b->idstr, b->pages);
-        for (guint s = 0; s < b->segs->len; s++) {
-            BitmapTraceSegment *seg = &g_array_index(b->segs,
-                                                     BitmapTraceSegment, s);
-
-            g_string_append_printf(out, "%s%" PRIx64 "+%" PRIu64,
-                                   s ? "," : "", seg->pfn, seg->npages);
-        }
+        bitmap_trace_format_map(out, b->segs);
         g_string_append_c(out, '\n');
     }
 }
@@ -1219,6 +1267,77 @@ static void bitmap_trace_put_header(BitmapTrace *bt, GString *out)
     }
 }
 
+/*
+ * After an iteration, what its sync found changed: the blocks that
+ * arrived (their baseline: size, map and zero pages), those that went
+ * away, and new migration blockers.
+ */
+static void bitmap_trace_put_changes(BitmapTrace *bt, GString *out)
+{
+    bool binary = bt->format == BITMAP_TRACE_FORMAT_BINARY;
+    GString *rec = bt->rec;
+
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+        uint64_t dirty, zero, unmapped, fresh;
+
+        if (!b->arrived) {
+            continue;
+        }
+        b->arrived = false;
+        if (b->gone) {
+            /* never logged, so not removed either */
+            b->removed = false;
+            continue;
+        }
+        bitmap_trace_block_counts(b, false, &dirty, &zero, &unmapped, &fresh);
+        if (binary) {
+            g_string_truncate(rec, 0);
+            bitmap_trace_put_str(rec, b->idstr);
+            bitmap_trace_put_varint(rec, b->pages);
+            bitmap_trace_put_varint(rec, zero);
+            bitmap_trace_put_segs(rec, b->segs);
+            bitmap_trace_put_record(out, BITMAP_TRACE_BIN_ADDED, rec);
+            g_array_set_size(b->logged_segs, 0);
+            g_array_append_vals(b->logged_segs, b->segs->data, b->segs->len);
+            b->logged_used_pages = b->pages;
+        } else {
+            g_string_append_printf(out, "added name=%s pages=%" PRIu64
+                                   " zero=%" PRIu64 " map=", b->idstr,
+                                   b->pages, zero);
+            bitmap_trace_format_map(out, b->segs);
+            g_string_append_c(out, '\n');
+        }
+    }
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+
+        if (!b->removed) {
+            continue;
+        }
+        b->removed = false;
+        if (binary) {
+            g_string_truncate(rec, 0);
+            bitmap_trace_put_varint(rec, i);
+            bitmap_trace_put_record(out, BITMAP_TRACE_BIN_REMOVED, rec);
+        } else {
+            g_string_append_printf(out, "removed name=%s\n", b->idstr);
+        }
+    }
+    for (; bt->blocked_logged < bt->blocked->len; bt->blocked_logged++) {
+        const char *reason = g_ptr_array_index(bt->blocked,
+                                               bt->blocked_logged);
+
+        if (binary) {
+            g_string_truncate(rec, 0);
+            bitmap_trace_put_str(rec, reason);
+            bitmap_trace_put_record(out, BITMAP_TRACE_BIN_BLOCKED, rec);
+        } else {
+            g_string_append_printf(out, "blocked reason=%s\n", reason);
+        }
+    }
+}
+
 static void bitmap_trace_put_iteration(BitmapTrace *bt, int64_t n,
                                        int64_t t_ns, GString *out,
                                        uint64_t *dirty, uint64_t *fresh)
@@ -1228,6 +1347,7 @@ static void bitmap_trace_put_iteration(BitmapTrace *bt, int64_t n,
     } else {
         bitmap_trace_format_iteration(bt, n, t_ns, out, dirty, fresh);
     }
+    bitmap_trace_put_changes(bt, out);
 }
 
 /* The end record; @error (for status failed) has no newline */
@@ -1537,8 +1657,6 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     ERRP_GUARD();
     BitmapTrace *bt = &bt_state;
     g_autoptr(GDateTime) start = NULL;
-    g_autofree char *blocked = NULL;
-    Error *why = NULL;
     bool seekable;
     int fd;
 
@@ -1578,17 +1696,6 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
         return;
     }
 
-    /*
-     * What already blocks migration may be a device that writes guest RAM
-     * without dirty logging (VFIO without dirty tracking, vhost-user
-     * without logging): the trace would miss those writes, so the log
-     * says what it was.
-     */
-    if (migration_is_blocked(&why)) {
-        blocked = g_strdelimit(g_strdup(error_get_pretty(why)), "\n", ' ');
-        error_free(why);
-    }
-
     /* A trace that took dirty bits from a live migration would corrupt it */
     if (!bt_blocker) {
         error_setg(&bt_blocker, "Live migration disabled: bitmap-trace in "
@@ -1615,8 +1722,12 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     bitmap_trace_free_blocks(bt);
     g_free(bt->filename);
     g_free(bt->start_time);
-    g_free(bt->blocked);
-    bt->blocked = g_steal_pointer(&blocked);
+    if (bt->blocked) {
+        g_ptr_array_set_size(bt->blocked, 0);
+    } else {
+        bt->blocked = g_ptr_array_new_with_free_func(g_free);
+    }
+    bt->blocked_logged = 0;
     g_clear_pointer(&bt->error, g_free);
     if (bt->dirty_pages) {
         g_array_free(bt->dirty_pages, true);

@@ -108,6 +108,9 @@ static BTLogIter *parse_iter(const char *line, int64_t expect_n,
     it->zero_pfns = g_array_new(false, false, sizeof(uint64_t));
     it->unmapped_zero = g_ptr_array_new_with_free_func(g_free);
     it->untraced = g_ptr_array_new_with_free_func(g_free);
+    it->added = g_ptr_array_new_with_free_func(g_free);
+    it->removed = g_ptr_array_new_with_free_func(g_free);
+    it->blocked = g_ptr_array_new_with_free_func(g_free);
     return it;
 }
 
@@ -165,15 +168,30 @@ static void parse_unmapped(GPtrArray *pages, const char *word,
     }
 }
 
-static void parse_block(BTLog *log, const char *line)
+/*
+ * A "block" line, or (@it) an "added" line after iteration @it: a block
+ * found by its sync, with its zero pages then.
+ */
+static void parse_block(BTLog *log, const char *line, BTLogIter *it)
 {
-    g_autoptr(GHashTable) h = parse_fields(line, "block");
+    g_autoptr(GHashTable) h = parse_fields(line, it ? "added" : "block");
     BTLogBlock *b = g_new0(BTLogBlock, 1);
     const char *map = field(h, "map");
+    const BTLogBlock *other;
     uint64_t mapped = 0;
 
     b->name = g_strdup(field(h, "name"));
     b->pages = dec_field(h, "pages");
+    b->added = it ? it->n : -1;
+    b->removed = -1;
+    if (it) {
+        b->zero = dec_field(h, "zero");
+        g_assert_cmpuint(b->zero, <=, b->pages);
+        g_assert_cmpuint(g_hash_table_size(h), ==, 4);
+        g_ptr_array_add(it->added, g_strdup(b->name));
+    } else {
+        g_assert_cmpuint(g_hash_table_size(h), ==, 3);
+    }
     b->map = g_array_new(false, false, sizeof(BTLogRange));
     if (*map) {
         g_auto(GStrv) ranges = g_strsplit(map, ",", -1);
@@ -196,8 +214,23 @@ static void parse_block(BTLog *log, const char *line)
     }
     /* a page is logged once, at its lowest GPA: ranges never exceed it */
     g_assert_cmpuint(mapped, <=, b->pages);
-    g_assert_null(bt_log_find_block(log, b->name));
+    /* a name is unique among the blocks present */
+    other = bt_log_find_block(log, b->name);
+    g_assert(!other || other->removed >= 0);
     g_ptr_array_add(log->blocks, b);
+}
+
+/* "removed name=<id>": the sync of @it found that block gone */
+static void parse_removed(BTLog *log, BTLogIter *it, const char *line)
+{
+    g_autoptr(GHashTable) h = parse_fields(line, "removed");
+    BTLogBlock *b = (BTLogBlock *)bt_log_find_block(log, field(h, "name"));
+
+    g_assert_cmpuint(g_hash_table_size(h), ==, 1);
+    g_assert_nonnull(b);
+    g_assert_cmpint(b->removed, ==, -1);
+    b->removed = it->n;
+    g_ptr_array_add(it->removed, g_strdup(b->name));
 }
 
 static bool has_unmapped(const GPtrArray *pages, const char *key)
@@ -229,6 +262,13 @@ static void finish_iter(BTLogIter *it)
     }
 }
 
+/* Did iteration @it already list what its sync found changed? */
+static bool changes_listed(const BTLogIter *it)
+{
+    return it->untraced->len || it->added->len || it->removed->len ||
+           it->blocked->len;
+}
+
 static void iter_free(gpointer p)
 {
     BTLogIter *it = p;
@@ -238,6 +278,9 @@ static void iter_free(gpointer p)
     g_array_free(it->zero_pfns, true);
     g_ptr_array_free(it->unmapped_zero, true);
     g_ptr_array_free(it->untraced, true);
+    g_ptr_array_free(it->added, true);
+    g_ptr_array_free(it->removed, true);
+    g_ptr_array_free(it->blocked, true);
     g_free(it);
 }
 
@@ -578,7 +621,14 @@ char *bt_log_binary_to_text(const void *data, size_t len)
                                    PRIu64 " start=%s\n", qemu, accel,
                                    page_size, period, iterations, start);
             if (*blocked) {
-                g_string_append_printf(out, "blocked reason=%s\n", blocked);
+                g_auto(GStrv) reasons = g_strsplit(blocked, "\n", -1);
+
+                /* one reason per line */
+                for (int i = 0; reasons[i]; i++) {
+                    g_assert(reasons[i][0]);
+                    g_string_append_printf(out, "blocked reason=%s\n",
+                                           reasons[i]);
+                }
             }
             nblocks = bin_varint(&r);
             for (uint64_t i = 0; i < nblocks; i++) {
@@ -603,6 +653,39 @@ char *bt_log_binary_to_text(const void *data, size_t len)
             g_assert(r.p == r.end);
         } else if (type == 'I') {
             bin_iter(&r, blocks, out);
+        } else if (type == 'A') {
+            BinBlock *b = g_new0(BinBlock, 1);
+            uint64_t zero;
+
+            b->name = bin_str(&r);
+            b->used_pages = bin_varint(&r);
+            zero = bin_varint(&r);
+            b->segs = g_array_new(false, false, sizeof(BinSeg));
+            bin_segs(&r, b->segs);
+            g_assert(r.p == r.end);
+            g_ptr_array_add(blocks, b);
+            g_string_append_printf(out, "added name=%s pages=%" PRIu64
+                                   " zero=%" PRIu64 " map=", b->name,
+                                   b->used_pages, zero);
+            for (guint s = 0; s < b->segs->len; s++) {
+                BinSeg *seg = &g_array_index(b->segs, BinSeg, s);
+
+                g_string_append_printf(out, "%s%" PRIx64 "+%" PRIu64,
+                                       s ? "," : "", seg->pfn, seg->npages);
+            }
+            g_string_append_c(out, '\n');
+        } else if (type == 'R') {
+            uint64_t i = bin_varint(&r);
+
+            g_assert(r.p == r.end);
+            g_assert_cmpuint(i, <, blocks->len);
+            g_string_append_printf(out, "removed name=%s\n",
+                                   ((BinBlock *)blocks->pdata[i])->name);
+        } else if (type == 'B') {
+            g_autofree char *reason = bin_str(&r);
+
+            g_assert(r.p == r.end);
+            g_string_append_printf(out, "blocked reason=%s\n", reason);
         } else if (type == 'U') {
             g_autofree char *name = bin_str(&r);
             uint64_t pages = bin_varint(&r);
@@ -640,6 +723,7 @@ BTLog *bt_log_parse(const char *path, bool need_end)
     int i;
 
     log->blocks = g_ptr_array_new_with_free_func(block_free);
+    log->blocked = g_ptr_array_new_with_free_func(g_free);
     log->iters = g_ptr_array_new_with_free_func(iter_free);
 
     g_assert_true(g_file_get_contents(path, &text, &len, &err));
@@ -677,13 +761,29 @@ BTLog *bt_log_parse(const char *path, bool need_end)
 
         g_assert_false(log->has_end);
         if (g_str_has_prefix(l, "blocked reason=")) {
-            g_assert_cmpuint(log->blocks->len, ==, 0);
-            g_assert_null(log->blocked);
-            log->blocked = g_strdup(l + strlen("blocked reason="));
+            /* at the start, before the blocks, or found by an iteration */
+            const char *reason = l + strlen("blocked reason=");
+
+            g_assert(*reason);
+            if (cur) {
+                g_ptr_array_add(cur->blocked, g_strdup(reason));
+            } else {
+                g_assert_cmpuint(log->blocks->len, ==, 0);
+                g_ptr_array_add(log->blocked, g_strdup(reason));
+            }
         } else if (g_str_has_prefix(l, "block ")) {
             g_assert_null(cur);
             g_assert_cmpuint(log->iters->len, ==, 0);
-            parse_block(log, l);
+            parse_block(log, l, NULL);
+        } else if (g_str_has_prefix(l, "added ")) {
+            g_assert_nonnull(cur);
+            g_assert_cmpuint(cur->removed->len, ==, 0);
+            g_assert_cmpuint(cur->blocked->len, ==, 0);
+            parse_block(log, l, cur);
+        } else if (g_str_has_prefix(l, "removed ")) {
+            g_assert_nonnull(cur);
+            g_assert_cmpuint(cur->blocked->len, ==, 0);
+            parse_removed(log, cur, l);
         } else if (g_str_has_prefix(l, "iter ")) {
             finish_iter(cur);
             cur = parse_iter(l, log->iters->len, log->version);
@@ -692,22 +792,22 @@ BTLog *bt_log_parse(const char *path, bool need_end)
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->unmapped_pages->len, ==, 0);
             g_assert_cmpuint(cur->zero_pfns->len, ==, 0);
-            g_assert_cmpuint(cur->untraced->len, ==, 0);
+            g_assert_false(changes_listed(cur));
             parse_pfns(cur->pfns, "pfns", l);
         } else if (g_str_has_prefix(l, "unmapped ")) {
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->zero_pfns->len, ==, 0);
-            g_assert_cmpuint(cur->untraced->len, ==, 0);
+            g_assert_false(changes_listed(cur));
             parse_unmapped(cur->unmapped_pages, "unmapped", l);
         } else if (log->version >= 2 && g_str_has_prefix(l, "zero ")) {
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->unmapped_zero->len, ==, 0);
-            g_assert_cmpuint(cur->untraced->len, ==, 0);
+            g_assert_false(changes_listed(cur));
             parse_pfns(cur->zero_pfns, "zero", l);
         } else if (log->version >= 2 &&
                    g_str_has_prefix(l, "unmapped-zero ")) {
             g_assert_nonnull(cur);
-            g_assert_cmpuint(cur->untraced->len, ==, 0);
+            g_assert_false(changes_listed(cur));
             parse_unmapped(cur->unmapped_zero, "unmapped-zero", l);
         } else if (g_str_has_prefix(l, "untraced ")) {
             g_assert_nonnull(cur);
@@ -745,7 +845,7 @@ void bt_log_free(BTLog *log)
     g_free(log->qemu_version);
     g_free(log->accel);
     g_free(log->start);
-    g_free(log->blocked);
+    g_ptr_array_free(log->blocked, true);
     g_ptr_array_free(log->blocks, true);
     g_ptr_array_free(log->iters, true);
     g_free(log->end_status);
@@ -787,7 +887,7 @@ bool bt_log_iter_has_unmapped(const BTLogIter *it, const char *block,
 
 const BTLogBlock *bt_log_find_block(const BTLog *log, const char *name)
 {
-    for (guint i = 0; i < log->blocks->len; i++) {
+    for (guint i = log->blocks->len; i-- > 0;) {
         BTLogBlock *b = g_ptr_array_index(log->blocks, i);
 
         if (!strcmp(b->name, name)) {

@@ -21,6 +21,9 @@ typedef struct BTLogBlock {
     char *name;
     uint64_t pages;
     GArray *map;            /* BTLogRange: GPA ranges as first PFN + pages */
+    int64_t added;          /* the iteration that found it, -1: a "block" */
+    uint64_t zero;          /* of an added block, its zero pages then */
+    int64_t removed;        /* the iteration that found it gone, or -1 */
 } BTLogBlock;
 
 typedef struct BTLogIter {
@@ -36,7 +39,10 @@ typedef struct BTLogIter {
     GPtrArray *unmapped_pages; /* "block:hexpage" strings, expanded */
     GArray *zero_pfns;      /* v2: the zero pages of @pfns, ascending */
     GPtrArray *unmapped_zero; /* v2: the zero pages of @unmapped_pages */
-    GPtrArray *untraced;    /* names of RAM blocks found not traced */
+    GPtrArray *untraced;    /* names of RAM blocks found not traced (old) */
+    GPtrArray *added;       /* names of RAM blocks this sync found added */
+    GPtrArray *removed;     /* names of RAM blocks this sync found gone */
+    GPtrArray *blocked;     /* migration blockers this sync found new */
 } BTLogIter;
 
 typedef struct BTLog {
@@ -48,8 +54,8 @@ typedef struct BTLog {
     int64_t period_ms;
     int64_t iterations;
     char *start;
-    char *blocked;          /* why migration was blocked, or NULL */
-    GPtrArray *blocks;      /* BTLogBlock * */
+    GPtrArray *blocked;     /* char *: why migration was blocked at start */
+    GPtrArray *blocks;      /* BTLogBlock *: at the start, then added ones */
     GPtrArray *iters;       /* BTLogIter *, n == index */
     bool has_end;
     char *end_status;
@@ -84,7 +90,7 @@ bool bt_log_iter_has_zero_pfn(const BTLogIter *it, uint64_t pfn);
 bool bt_log_iter_has_unmapped(const BTLogIter *it, const char *block,
                               uint64_t page);
 
-/* Find a block by name, or NULL. */
+/* Find a block by name, or NULL (of several, the last one added). */
 const BTLogBlock *bt_log_find_block(const BTLog *log, const char *name);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BTLog, bt_log_free)
