@@ -16,8 +16,9 @@ guest once and, on that same running guest, in turn:
      and map the pages), zero-us, the time the trace thread waited for and
      held the BQL (the vCPUs are paused within it), the encode and write
      time and bytes (trace event bitmap_trace_round), and the rounds that
-     came late (after their deadline by more than a tenth of the period) or
-     missed (a whole period late);
+     came late (after their deadline by more than a tenth of the period),
+     and the slots missed (skipped after a round more than half a period
+     late);
   3. converts the 100 ms binary log to text (bt-report's to_text, the text
      QEMU would have written) for the log bytes per dirty page in each
      format, and times the analyzer (parse.parse) on both;
@@ -275,10 +276,19 @@ def trace(q, tp, path, fmt, period, seconds):
     rec['status'] = ev.get('data', {}).get('status')
     log = parse.parse(path)
     its = log.iters[1:]
-    lat = [it.t_ms - it.n * period for it in its]
+    # each round's lateness, against its deadline as the trace thread sets
+    # them (bitmap_trace_thread()): t0 + n * period, started again from a
+    # round more than half a period late, the slots it missed skipped
+    lat, deadline, missed = [], 0.0, 0
+    for it in its:
+        deadline += period
+        lat.append(it.t_ms - deadline)
+        if 2 * lat[-1] > period:
+            missed += int(lat[-1] // period)
+            deadline = it.t_ms
     rec['rounds'] = len(its)
     rec['late'] = sum(1 for x in lat if x > period / 10)
-    rec['missed'] = sum(1 for x in lat if x >= period)
+    rec['missed'] = missed
     rec['late_ms'] = summary(lat)
     rec['dirty'] = summary([it.dirty for it in its])
     rec['dirty_total'] = sum(it.dirty for it in its)

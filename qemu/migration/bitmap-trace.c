@@ -61,6 +61,13 @@
 #define BITMAP_TRACE_STALL_MS           2000
 #define BITMAP_TRACE_STALL_STOP_MS      500
 
+/*
+ * The chunk tracking is re-armed by, in words of the dirty bitmap: 16384
+ * pages, 64 MiB of 4 KiB pages (a multiple of KVM_CLEAR_DIRTY_LOG's
+ * 64-page alignment)
+ */
+#define BITMAP_TRACE_REARM_WORDS        256
+
 /* Ranges per "pfns"/"unmapped" line, to keep lines readable */
 #define BITMAP_TRACE_RANGES_PER_LINE    256
 
@@ -137,6 +144,10 @@ typedef struct BitmapTrace {
     int64_t sync_us;
     int64_t harvest_us;
     int64_t zero_us;
+    int64_t late_ms;            /* how late the last round was */
+    /* Tells the BQL holder that the memory map changed since it was read */
+    MemoryListener map_listener;
+    bool map_stale;
     off_t log_length;           /* bytes of complete records written */
     GString *enc;               /* binary log: scratch for an encoding */
     GString *rec;               /* binary log: a record being built */
@@ -265,12 +276,42 @@ static bool bitmap_trace_block_present(BitmapTraceBlock *b)
 }
 
 /*
+ * Re-arm tracking for the pages taken, or a page written in every round
+ * would show up only once: with KVM manual dirty log protect the pages
+ * stay writable until KVM_CLEAR_DIRTY_LOG (a no-op for the dirty ring,
+ * which re-protects on ring reset); with TCG the TLB entries stay "not
+ * dirty" until reset.  A chunk of which no page was taken has nothing to
+ * re-arm: its pages are protected (KVM had none of them dirty at the sync,
+ * with the vCPUs parked) or not dirty in any TLB (each time a bit of them
+ * was taken, their TLB entries were reset).  So only the runs of chunks
+ * with pages taken are re-armed, each in one call: what is spread over the
+ * whole block costs one call, as it did for the whole block, and what is
+ * not costs O(its chunks), not O(RAM), in QEMU and in KVM.
+ *
+ * Re-arm chunks [@first, @last] of @b.  The TLB reset takes an absolute
+ * ram_addr, not an offset into the block.
+ */
+static void bitmap_trace_rearm(BitmapTraceBlock *b, unsigned long first,
+                               unsigned long last)
+{
+    uint64_t page = (uint64_t)first * BITMAP_TRACE_REARM_WORDS * BITS_PER_LONG;
+    uint64_t end = MIN((uint64_t)(last + 1) * BITMAP_TRACE_REARM_WORDS *
+                       BITS_PER_LONG, b->used_pages);
+    ram_addr_t start = page << TARGET_PAGE_BITS;
+    ram_addr_t length = (end - page) << TARGET_PAGE_BITS;
+
+    memory_region_clear_dirty_bitmap(b->rb->mr, start, length);
+    physical_memory_dirty_bits_cleared(b->offset + start, length);
+}
+
+/*
  * Atomically take and clear the DIRTY_MEMORY_MIGRATION bits of a block
  * into the tracer's own bitmap.  This is
  * cpu_physical_memory_sync_dirty_bitmap() without its migration bitmaps
  * (rb->bmap exists only while migrating), and it counts every harvested
  * bit: the tracer models an infinitely fast link, so a page dirtied again
- * is sent again.  Called with the RCU read lock.
+ * is sent again.  It writes every word of the tracer's bitmap, so that
+ * nothing else has to clear it each round.  Called with the RCU read lock.
  */
 static void bitmap_trace_harvest_block(BitmapTraceBlock *b)
 {
@@ -279,7 +320,8 @@ static void bitmap_trace_harvest_block(BitmapTraceBlock *b)
     unsigned long first_word = BIT_WORD(b->offset >> TARGET_PAGE_BITS);
     unsigned long nwords = BITS_TO_LONGS(b->used_pages);
     unsigned long words_per_block = DIRTY_MEMORY_BLOCK_SIZE / BITS_PER_LONG;
-    uint64_t count = 0;
+    unsigned long run_first = 0, run_last = 0;
+    bool run = false;
 
     for (unsigned long k = 0; k < nwords; k++) {
         unsigned long word = first_word + k;
@@ -292,6 +334,7 @@ static void bitmap_trace_harvest_block(BitmapTraceBlock *b)
             mask = BITMAP_LAST_WORD_MASK(b->used_pages);
         }
         if (!(qatomic_read(p) & mask)) {
+            b->dirty[k] = 0;
             continue;
         }
         if (mask == ~0UL) {
@@ -300,23 +343,26 @@ static void bitmap_trace_harvest_block(BitmapTraceBlock *b)
             bits = qatomic_fetch_and(p, ~mask) & mask;
         }
         b->dirty[k] = bits;
-        count += ctpopl(bits);
+        if (!bits) {
+            continue;
+        }
+        if (run && k / BITMAP_TRACE_REARM_WORDS > run_last + 1) {
+            bitmap_trace_rearm(b, run_first, run_last);
+            run = false;
+        }
+        if (!run) {
+            run_first = k / BITMAP_TRACE_REARM_WORDS;
+            run = true;
+        }
+        run_last = k / BITMAP_TRACE_REARM_WORDS;
     }
-
-    if (count) {
-        /*
-         * Re-arm tracking for the pages taken, or a page written in every
-         * round would show up only once: with KVM manual dirty log protect
-         * the pages stay writable until KVM_CLEAR_DIRTY_LOG (a no-op for
-         * the dirty ring, which re-protects on ring reset); with TCG the
-         * TLB entries stay "not dirty" until reset.  The latter takes an
-         * absolute ram_addr, not an offset into the block.
-         */
-        ram_addr_t length = b->used_pages << TARGET_PAGE_BITS;
-
-        memory_region_clear_dirty_bitmap(b->rb->mr, 0, length);
-        physical_memory_dirty_bits_cleared(b->offset, length);
+    if (run) {
+        bitmap_trace_rearm(b, run_first, run_last);
     }
+    /* the block may have shrunk since the last round */
+    bitmap_clear(b->dirty, nwords * BITS_PER_LONG,
+                 BITS_TO_LONGS(b->max_pages) * BITS_PER_LONG -
+                 nwords * BITS_PER_LONG);
 }
 
 static BitmapTraceBlock *bitmap_trace_find_block(BitmapTrace *bt,
@@ -349,6 +395,7 @@ static void bitmap_trace_find_added(BitmapTrace *bt)
     RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
         if (!bitmap_trace_find_block(bt, rb)) {
             bitmap_trace_add_block(bt, rb)->arrived = true;
+            bt->map_stale = true;
             trace_bitmap_trace_block_added(qemu_ram_get_idstr(rb),
                                            rb->used_length >>
                                            TARGET_PAGE_BITS);
@@ -589,6 +636,14 @@ static void bitmap_trace_release_vcpus(void)
     }
 }
 
+/* MemoryListener commit: some address space's memory map changed */
+static void bitmap_trace_map_changed(MemoryListener *listener)
+{
+    BitmapTrace *bt = container_of(listener, BitmapTrace, map_listener);
+
+    bt->map_stale = true;
+}
+
 /*
  * One round: sync the dirty log, harvest every traced block and snapshot
  * the memory map the harvested pages are to be translated with.  Called
@@ -604,13 +659,12 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
     t_harvest = now_ns();
 
     WITH_RCU_READ_LOCK_GUARD() {
-        FlatView *fv = address_space_to_flatview(&address_space_memory);
-
         for (unsigned i = 0; i < bt->nblocks; i++) {
             BitmapTraceBlock *b = &bt->blocks[i];
 
             if (!b->gone && !bitmap_trace_block_present(b)) {
                 b->gone = b->removed = true;
+                bitmap_zero(b->dirty, b->max_pages);
                 trace_bitmap_trace_block_removed(b->idstr);
             }
         }
@@ -618,9 +672,6 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
         for (unsigned i = 0; i < bt->nblocks; i++) {
             BitmapTraceBlock *b = &bt->blocks[i];
 
-            bitmap_zero(b->dirty, b->max_pages);
-            bitmap_zero(b->mapped, b->max_pages);
-            g_array_set_size(b->segs, 0);
             if (!b->gone) {
                 b->used_pages = MIN(b->rb->used_length >> TARGET_PAGE_BITS,
                                     b->max_pages);
@@ -632,13 +683,32 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
                 b->pages = b->used_pages;
             }
         }
-        flatview_for_each_range(fv, bitmap_trace_map_range, bt);
     }
     if (parked) {
         /* No vCPU is in a TB, so none is in a write whose bit we missed */
         bitmap_trace_release_vcpus();
     } else {
         memory_global_after_dirty_log_sync();
+    }
+
+    /*
+     * The memory map the pages are translated with, rebuilt only when it
+     * changed.  It is the map of the harvest, as the vCPUs run again: a
+     * change to it needs the BQL, held since.
+     */
+    if (bt->map_stale) {
+        WITH_RCU_READ_LOCK_GUARD() {
+            FlatView *fv = address_space_to_flatview(&address_space_memory);
+
+            for (unsigned i = 0; i < bt->nblocks; i++) {
+                BitmapTraceBlock *b = &bt->blocks[i];
+
+                bitmap_zero(b->mapped, b->max_pages);
+                g_array_set_size(b->segs, 0);
+            }
+            flatview_for_each_range(fv, bitmap_trace_map_range, bt);
+        }
+        bt->map_stale = false;
     }
 
     bt->sync_us = (t_harvest - t_sync) / SCALE_US;
@@ -662,10 +732,9 @@ static void bitmap_trace_scan_zero(BitmapTrace *bt)
     WITH_RCU_READ_LOCK_GUARD() {
         for (unsigned i = 0; i < bt->nblocks; i++) {
             BitmapTraceBlock *b = &bt->blocks[i];
-            uint64_t pages = 0, p;
+            uint64_t pages = 0, k;
             RAMBlock *rb;
 
-            bitmap_zero(b->zero, b->max_pages);
             RAMBLOCK_FOREACH(rb) {
                 if (rb == b->rb && !b->gone && rb->host) {
                     /* the block may have shrunk since the sync */
@@ -675,12 +744,25 @@ static void bitmap_trace_scan_zero(BitmapTrace *bt)
                     break;
                 }
             }
-            for (p = find_first_bit(b->dirty, pages); p < pages;
-                 p = find_next_bit(b->dirty, pages, p + 1)) {
-                if (buffer_is_zero(b->rb->host + (p << TARGET_PAGE_BITS),
-                                   TARGET_PAGE_SIZE)) {
-                    set_bit(p, b->zero);
+            /* one pass, that writes every word of @zero */
+            for (k = 0; k < BITS_TO_LONGS(b->max_pages); k++) {
+                unsigned long d = k < BITS_TO_LONGS(pages) ? b->dirty[k] : 0;
+                unsigned long z = 0;
+
+                if (k == BITS_TO_LONGS(pages) - 1 && pages % BITS_PER_LONG) {
+                    d &= BITMAP_LAST_WORD_MASK(pages);
                 }
+                while (d) {
+                    unsigned long bit = ctzl(d);
+                    uint64_t p = k * BITS_PER_LONG + bit;
+
+                    d &= d - 1;
+                    if (buffer_is_zero(b->rb->host + (p << TARGET_PAGE_BITS),
+                                       TARGET_PAGE_SIZE)) {
+                        z |= 1UL << bit;
+                    }
+                }
+                b->zero[k] = z;
             }
         }
     }
@@ -881,9 +963,7 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
     g_string_append(out, unmapped_zero_lines->str);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
-                                 bt->harvest_us,
-                                 (t_ns - bt->t0_ns) / SCALE_MS -
-                                 n * bt->period_ms);
+                                 bt->harvest_us, bt->late_ms);
     trace_bitmap_trace_zero_scan(n, zero, bt->zero_us);
     *dirty_out = dirty;
     *fresh_out = fresh;
@@ -1105,9 +1185,7 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
     bitmap_trace_put_record(out, BITMAP_TRACE_BIN_ITER, rec);
 
     trace_bitmap_trace_iteration(n, dirty, unmapped, bt->sync_us,
-                                 bt->harvest_us,
-                                 (t_ns - bt->t0_ns) / SCALE_MS -
-                                 n * bt->period_ms);
+                                 bt->harvest_us, bt->late_ms);
     trace_bitmap_trace_zero_scan(n, zero, bt->zero_us);
     *dirty_out = dirty;
     *fresh_out = fresh;
@@ -1380,9 +1458,10 @@ static void *bitmap_trace_thread(void *opaque)
     BitmapTraceStatus status = BITMAP_TRACE_STATUS_COMPLETED;
     Error *err = NULL;
     uint64_t dirty, fresh;
-    int64_t n;
+    int64_t n, deadline = bt->t0_ns;
 
     rcu_register_thread();
+    bt->late_ms = 0;
 
     /* The QMP handler took the baseline: write it first */
     bitmap_trace_scan_zero(bt);
@@ -1393,14 +1472,25 @@ static void *bitmap_trace_thread(void *opaque)
     }
 
     for (n = 1; !err && n <= bt->iterations; n++) {
-        bool stop = bitmap_trace_wait(bt, bt->t0_ns +
-                                      n * bt->period_ms * SCALE_MS);
+        bool stop;
         int64_t t_ns, t_lock, t_unlocked, t_encode, t_write;
         size_t bytes;
 
+        deadline += bt->period_ms * SCALE_MS;
+        stop = bitmap_trace_wait(bt, deadline);
         t_lock = now_ns();
         bql_lock();
         t_ns = now_ns();
+        bt->late_ms = (t_ns - deadline) / SCALE_MS;
+        /*
+         * A round more than half a period late (the baseline's zero scan
+         * of a big guest, a busy host) starts the deadlines again from
+         * itself: the rounds it missed are skipped, not run back to back,
+         * each with a window of next to nothing and a pause of its own.
+         */
+        if (2 * (t_ns - deadline) > bt->period_ms * SCALE_MS) {
+            deadline = t_ns;
+        }
         bitmap_trace_sync(bt, false);
         bql_unlock();
         t_unlocked = now_ns();
@@ -1425,6 +1515,7 @@ static void *bitmap_trace_thread(void *opaque)
     }
 
     bql_lock();
+    memory_listener_unregister(&bt->map_listener);
     memory_global_dirty_log_stop(GLOBAL_DIRTY_TRACE);
     migrate_del_blocker(&bt_blocker);
     bql_unlock();
@@ -1769,6 +1860,12 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     WITH_RCU_READ_LOCK_GUARD() {
         bitmap_trace_init_blocks(bt);
     }
+    bt->map_listener = (MemoryListener) {
+        .name = "bitmap-trace",
+        .commit = bitmap_trace_map_changed,
+    };
+    memory_listener_register(&bt->map_listener, &address_space_memory);
+    bt->map_stale = true;
     bt->t0_ns = now_ns();
     bitmap_trace_sync(bt, true);
     for (unsigned i = 0; i < bt->nblocks; i++) {
