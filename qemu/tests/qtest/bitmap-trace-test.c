@@ -1326,6 +1326,39 @@ static void test_write_error(const void *fmt)
     unlink(path);
 }
 
+/*
+ * A round more than half a period late starts the deadlines again: the
+ * baseline's zero scan of 4 GiB of never-touched RAM takes tens of
+ * periods of 10 ms, and the rounds it made late must not then run back to
+ * back, each with a window of next to nothing.  Every window after the
+ * first is at least half a period long.
+ */
+static void test_late_baseline(void)
+{
+    g_autofree char *path = tmp_path("late");
+    QTestState *qts = qtest_init("-M pc -m 4G -nodefaults");
+    g_autoptr(BTLog) log = NULL;
+
+    start_trace(qts, path, 20, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    log = bt_log_parse(path, true);
+    g_assert_cmpuint(log->iters->len, ==, 21);
+    g_test_message("baseline zero scan %" PRId64 " us, round 1 at %.3f ms",
+                   ((BTLogIter *)g_ptr_array_index(log->iters, 0))->zero_us,
+                   ((BTLogIter *)g_ptr_array_index(log->iters, 1))->t_ms);
+    /* reading 4 GiB takes far longer than two periods: the case is met */
+    g_assert_cmpfloat(((BTLogIter *)g_ptr_array_index(log->iters, 1))->t_ms,
+                      >, 20.0);
+    for (guint n = 2; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+        const BTLogIter *prev = g_ptr_array_index(log->iters, n - 1);
+
+        g_assert_cmpfloat(it->t_ms - prev->t_ms, >=, 5.0);
+    }
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* QEMU exits during a trace: the log is complete and valid */
 static void test_quit_during_trace(void)
 {
@@ -1739,6 +1772,7 @@ int main(int argc, char **argv)
                    test_dirty_rate_exclusion);
     qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
     qtest_add_func("/bitmap-trace/iface/loadvm-refused", test_loadvm_refused);
+    qtest_add_func("/bitmap-trace/iface/late-baseline", test_late_baseline);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
     qtest_add_func("/bitmap-trace/iface/hmp-wait", test_hmp_wait);
