@@ -540,7 +540,8 @@ static void bin_iter(BinReader *r, GPtrArray *blocks, GString *out)
         zbits = bitmap_new(b->used_pages);
         bin_set(r, bits, b->used_pages);
         ndirty = bitmap_count_one(bits, b->used_pages);
-        ranks = bitmap_new(ndirty);
+        /* an entry for a changed map or size may have no dirty page */
+        ranks = bitmap_new(MAX(ndirty, 1));
         bin_set(r, ranks, ndirty);
         for (p = find_first_bit(bits, b->used_pages); p < b->used_pages;
              p = find_next_bit(bits, b->used_pages, p + 1)) {

@@ -1327,6 +1327,47 @@ static void test_write_error(const void *fmt)
 }
 
 /*
+ * The memory map changes during a trace: the i440FX's PAM register that
+ * steers 0xc0000-0xc7fff to RAM instead of the option ROM area.  A write
+ * there after the change is to pc.ram, mapped now, and must be logged at
+ * its PFN, not as an unmapped page of pc.ram (the map the trace read
+ * before): the trace reads the map again when it changes.
+ */
+static void test_map_change(const void *fmt)
+{
+    g_autofree char *path = tmp_path("map-change");
+    QTestState *qts = qtest_init("-M pc -m 64M -nodefaults");
+    g_autoptr(BTLog) log = NULL;
+    int64_t c, where = -1;
+
+    start_trace_fmt(qts, path, fmt, 100000, 20);
+    wait_completed(qts, 2);
+    /* PAM1 (config byte 0x5a of 00:00.0): 0xc0000-0xc7fff read/write RAM */
+    qtest_outl(qts, 0xcf8, 0x80000058);
+    qtest_outb(qts, 0xcfe, 0x33);
+    c = completed_iterations(qts);
+    qtest_writeb(qts, 0xc1000, 0x5a);
+    g_assert_cmpuint(qtest_readb(qts, 0xc1000), ==, 0x5a);
+    wait_completed(qts, c + 2);
+    qobject_unref(stop_trace(qts));
+
+    log = bt_log_parse(path, true);
+    for (guint n = 1; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+        g_assert_cmpuint(it->unmapped, ==, 0);
+        if (it->dirty) {
+            g_assert_cmpint(where, ==, -1);
+            assert_exact(it, (const uint64_t[]) { 0xc1 }, 1);
+            where = n;
+        }
+    }
+    g_assert_cmpint(where, >, 0);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
  * A round more than half a period late starts the deadlines again: the
  * baseline's zero scan of 4 GiB of never-touched RAM takes tens of
  * periods of 10 ms, and the rounds it made late must not then run back to
@@ -1773,6 +1814,10 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
     qtest_add_func("/bitmap-trace/iface/loadvm-refused", test_loadvm_refused);
     qtest_add_func("/bitmap-trace/iface/late-baseline", test_late_baseline);
+    qtest_add_data_func("/bitmap-trace/exact/map-change", "text",
+                        test_map_change);
+    qtest_add_data_func("/bitmap-trace/binary/map-change", "binary",
+                        test_map_change);
     qtest_add_func("/bitmap-trace/iface/quit", test_quit_during_trace);
     qtest_add_func("/bitmap-trace/iface/hmp", test_hmp);
     qtest_add_func("/bitmap-trace/iface/hmp-wait", test_hmp_wait);
