@@ -1073,7 +1073,11 @@ static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
     bitmap_trace_put_varint(rec, bt->period_ms);
     bitmap_trace_put_varint(rec, bt->iterations);
     bitmap_trace_put_str(rec, bt->start_time);
-    /* the reasons, one per line */
+    /*
+     * The reasons, one per line.  @enc is scratch space that still holds
+     * the last page set the previous trace encoded: empty it first.
+     */
+    g_string_truncate(bt->enc, 0);
     for (guint i = 0; i < bt->blocked->len; i++) {
         g_string_append_printf(bt->enc, "%s%s", i ? "\n" : "",
                                (char *)g_ptr_array_index(bt->blocked, i));
