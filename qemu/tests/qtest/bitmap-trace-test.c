@@ -12,7 +12,14 @@
  */
 
 #include "qemu/osdep.h"
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
+#include <termios.h>
+#ifdef __linux__
+#include <sys/mount.h>
+#endif
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
@@ -861,6 +868,387 @@ static void test_fifo_stalled(void)
     qtest_quit(qts);
     g_assert_cmpint(g_get_monotonic_time() - t0, <, 1500 * 1000);
     close(rfd);
+    unlink(path);
+}
+
+/*
+ * Faults: a log that cannot be written (disk full, an I/O error, a reader
+ * that went away) ends the trace as failed, with an error that names the
+ * log and the cause; what is left of the log is a valid log; QEMU and the
+ * guest run on, and a later trace works.
+ */
+
+/* 128 MiB: a window of every 8th page takes more than 4 KiB in both formats */
+#define BIG_ARGS "-M none -cpu qemu64,apic-id=0 -m 128M"
+#define BIG_PAGES 32768
+
+/*
+ * Wait for the end of a trace that must fail because of @cause (a
+ * strerror() text) writing @path.  Returns the error; the measured
+ * iterations it completed go to @completed.
+ */
+static char *wait_failed(QTestState *qts, const char *path,
+                         const char *cause, int64_t *completed)
+{
+    g_autoptr(QDict) ev = qtest_qmp_eventwait_ref(qts,
+                                                  "BITMAP_TRACE_COMPLETED");
+    g_autoptr(QDict) info = query_trace(qts);
+    QDict *data = qdict_get_qdict(ev, "data");
+    const char *error = qdict_get_try_str(data, "error");
+
+    g_assert_cmpstr(qdict_get_str(data, "status"), ==, "failed");
+    g_assert_nonnull(error);
+    g_assert_nonnull(strstr(error, path));
+    g_assert_nonnull(strstr(error, cause));
+    g_assert_cmpstr(qdict_get_str(info, "status"), ==, "failed");
+    g_assert_cmpstr(qdict_get_str(info, "error-desc"), ==, error);
+    *completed = qdict_get_int(data, "completed-iterations");
+    g_assert_cmpint(qdict_get_int(info, "completed-iterations"), ==,
+                    *completed);
+    return g_strdup(error);
+}
+
+/* After a fault: the guest's RAM still works and so does a new trace */
+static void assert_runs_on(QTestState *qts)
+{
+    g_autofree char *path = tmp_path("after-fault");
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(BTLog) log = NULL;
+
+    qtest_writeb(qts, 0x1000, 0x5a);
+    g_assert_cmpint(qtest_readb(qts, 0x1000), ==, 0x5a);
+    start_trace(qts, path, 3, 10);
+    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "status"),
+                    ==, "completed");
+    log = bt_log_parse(path, true);
+    g_assert_cmpstr(log->end_status, ==, "completed");
+    g_assert_cmpuint(log->iters->len, ==, 4);
+    unlink(path);
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* The size of the end record of a failed trace, as the tracer writes it */
+static size_t failed_end_len(bool binary, int64_t completed,
+                             const char *error)
+{
+    size_t payload;
+
+    if (!binary) {
+        g_autofree char *line = g_strdup_printf("end status=failed "
+                                                "iterations=%" PRId64
+                                                " error=%s\n", completed,
+                                                error);
+        return strlen(line);
+    }
+    payload = 1 + strlen("failed") + varint_len(completed) +
+              varint_len(strlen(error)) + strlen(error);
+    return 1 + varint_len(payload) + payload;
+}
+
+/*
+ * A window whose record is larger than the room left after the baseline,
+ * @room in all: the write is short, then fails with @err.  The file must
+ * be cut back to the baseline, whose room the end record then fits in.
+ */
+static void big_window_cut(QTestState *qts, const char *path,
+                           const char *fmt, size_t room, int err)
+{
+    bool binary = !strcmp(fmt, "binary");
+    g_autofree char *base = NULL;
+    g_autofree char *all = NULL;
+    g_autofree char *error = NULL;
+    g_autoptr(BTLog) log = NULL;
+    size_t base_len, all_len;
+    int64_t completed;
+
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
+    wait_baseline(qts);
+    g_assert_true(g_file_get_contents(path, &base, &base_len, NULL));
+    /* room is left: the next record is written in part, then fails */
+    g_assert_cmpuint(base_len, <, room - 512);
+    for (uint64_t pfn = 0; pfn < BIG_PAGES; pfn += 8) {
+        qtest_writeb(qts, pfn * PAGE, 1);
+    }
+    /*
+     * 4096 pages 8 apart: about 20 KiB of text, 4 KiB of runs or bitmap,
+     * more than @room.
+     */
+    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    error = wait_failed(qts, path, g_strerror(err), &completed);
+    g_assert_cmpint(completed, ==, 0);
+    g_assert_true(g_file_get_contents(path, &all, &all_len, NULL));
+    g_assert_cmpuint(all_len, ==,
+                     base_len + failed_end_len(binary, 0, error));
+    g_assert_true(!memcmp(all, base, base_len));
+    log = bt_log_parse(path, true);
+    g_assert_cmpint(log->binary, ==, binary);
+    g_assert_cmpuint(log->iters->len, ==, 1);
+    g_assert_cmpstr(log->end_status, ==, "failed");
+    g_assert_cmpint(log->end_iterations, ==, 0);
+    g_assert_cmpstr(log->end_error, ==, error);
+    unlink(path);
+}
+
+#ifdef __linux__
+static void tmpfs_abort(void *dir)
+{
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+}
+
+/*
+ * Mount a tmpfs of @size bytes on a new directory, to fill it up.  Returns
+ * NULL, the test skipped with the reason, when that cannot be done.
+ */
+static char *tmpfs_mount(size_t size)
+{
+    g_autofree char *opts = g_strdup_printf("size=%zu,mode=0700", size);
+    g_autofree char *why = NULL;
+    char *dir;
+
+    if (geteuid() != 0) {
+        g_test_skip("mounting a small tmpfs to fill up needs root");
+        return NULL;
+    }
+    dir = g_dir_make_tmp("bitmap-trace-full-XXXXXX", NULL);
+    g_assert_nonnull(dir);
+    if (mount("bitmap-trace", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              opts) == 0) {
+        /* a failed assertion must not leave it mounted */
+        qtest_add_abrt_handler(tmpfs_abort, dir);
+        return dir;
+    }
+    why = g_strdup_printf("cannot mount a tmpfs to fill up: %s",
+                          g_strerror(errno));
+    rmdir(dir);
+    g_free(dir);
+    g_test_skip(why);
+    return NULL;
+}
+
+static void tmpfs_umount(char *dir)
+{
+    qtest_remove_abrt_handler(dir);
+    g_assert_cmpint(umount(dir), ==, 0);
+    g_assert_cmpint(rmdir(dir), ==, 0);
+    g_free(dir);
+}
+#endif
+
+/*
+ * The disk fills up in the middle of a record: the write is short, then
+ * fails with ENOSPC.  The design (bitmap_trace_write(), the trace thread):
+ * a regular file is cut back to its last complete record, then the end
+ * record of the failed trace is written if it fits in what is left, so the
+ * log is valid either way, with "end status=failed error=..." when there
+ * was room for it and as a prefix without an end record when there was
+ * not (the header included: a baseline that does not fit leaves the file
+ * empty).  Each case is made to happen on a 4 KiB tmpfs:
+ *
+ * - a window whose record is larger than the whole disk: the short write
+ *   took all the room after the baseline, cutting it back gives that room
+ *   back, and the end record must be there;
+ * - a baseline larger than the disk: an empty file;
+ * - windows with no dirty page, whose records are smaller than the end
+ *   record: the one that does not fit leaves less room than an end record
+ *   takes, and the log must end with the last complete iteration.
+ */
+static void test_disk_full(const void *fmt)
+{
+#ifdef __linux__
+    bool binary = !strcmp(fmt, "binary");
+    char *dir = tmpfs_mount(4096);
+    g_autofree char *path = NULL;
+    g_autofree char *error = NULL;
+    g_autoptr(BTLog) prefix = NULL;
+    struct statvfs vfs;
+    struct stat st;
+    QTestState *qts;
+    int64_t completed;
+    size_t disk;
+
+    if (!dir) {
+        return;
+    }
+    g_assert_cmpint(statvfs(dir, &vfs), ==, 0);
+    disk = vfs.f_blocks * vfs.f_frsize;
+    g_assert_cmpuint(disk, ==, 4096);
+    path = g_build_filename(dir, "dirty.log", NULL);
+    qts = qtest_init(BIG_ARGS);
+
+    /* A window larger than the disk */
+    big_window_cut(qts, path, fmt, disk, ENOSPC);
+
+    /*
+     * A baseline larger than the disk: the pages written above make its
+     * zero pages 4096 ranges.  Without a header there is no log to end:
+     * the file is cut back to empty.
+     */
+    start_trace_fmt(qts, path, fmt, 100000, 100000);
+    error = wait_failed(qts, path, g_strerror(ENOSPC), &completed);
+    g_assert_cmpint(completed, ==, 0);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, 0);
+    unlink(path);
+    g_clear_pointer(&error, g_free);
+
+    /* Small records: the last one does not fit, nor does an end record */
+    qtest_memset(qts, 0, 0, BIG_PAGES * PAGE);
+    start_trace_fmt(qts, path, fmt, 100000, 10);
+    error = wait_failed(qts, path, g_strerror(ENOSPC), &completed);
+    g_assert_cmpint(completed, >, 0);
+    prefix = bt_log_parse(path, false);
+    g_assert_false(prefix->has_end);
+    g_assert_cmpuint(prefix->iters->len, ==, completed + 1);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpuint(st.st_size, <=, disk);
+    g_assert_cmpuint(disk - st.st_size, <,
+                     failed_end_len(binary, completed, error));
+    unlink(path);
+
+    assert_runs_on(qts);
+    qtest_quit(qts);
+    tmpfs_umount(dir);
+#else
+    g_test_skip("a small tmpfs to fill up is Linux only");
+#endif
+}
+
+/*
+ * The same cut with a file size limit instead of a full disk: QEMU
+ * inherits RLIMIT_FSIZE, and SIGXFSZ ignored, from the test, so a write
+ * past the limit is short, then fails with EFBIG.  This needs no root.
+ */
+static void test_file_too_big(const void *fmt)
+{
+    g_autofree char *path = tmp_path("fsize");
+    struct rlimit old, lim;
+    QTestState *qts;
+
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < 4096) {
+        g_test_skip("RLIMIT_FSIZE is below 4 KiB already");
+        return;
+    }
+    lim = (struct rlimit) { .rlim_cur = 4096, .rlim_max = old.rlim_max };
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+    qts = qtest_init(BIG_ARGS);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    signal(SIGXFSZ, SIG_DFL);
+
+    big_window_cut(qts, path, fmt, 4096, EFBIG);
+    /* QEMU keeps the limit: a baseline of few zero ranges fits in it */
+    qtest_memset(qts, 0, 0, BIG_PAGES * PAGE);
+    assert_runs_on(qts);
+    qtest_quit(qts);
+}
+
+/*
+ * An I/O error: the log is the slave of a pseudo-terminal whose master is
+ * closed during the trace, after which writes to the slave fail with EIO.
+ * A terminal is not a regular file: the log is a stream, which may end
+ * inside a record; what the master read up to the last record it got
+ * whole is a valid log.
+ */
+static void test_pty_eio(void)
+{
+    g_autoptr(GString) data = g_string_new(NULL);
+    g_autofree char *copy = tmp_path("pty-copy");
+    g_autofree char *pts = NULL;
+    g_autofree char *error = NULL;
+    g_autoptr(BTLog) log = NULL;
+    gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    struct termios tio;
+    QTestState *qts;
+    int64_t completed;
+    const char *last;
+    int master, slave;
+
+    /* close-on-exec: the master must not stay open in QEMU */
+    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    g_assert_cmpint(master, >=, 0);
+    g_assert_cmpint(grantpt(master), ==, 0);
+    g_assert_cmpint(unlockpt(master), ==, 0);
+    pts = g_strdup(ptsname(master));
+    /* raw: the log goes through as written, no LF to CR LF */
+    slave = open(pts, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    g_assert_cmpint(slave, >=, 0);
+    g_assert_cmpint(tcgetattr(slave, &tio), ==, 0);
+    cfmakeraw(&tio);
+    g_assert_cmpint(tcsetattr(slave, TCSANOW, &tio), ==, 0);
+
+    qts = qtest_init(NONE_ARGS);
+    start_trace(qts, pts, 100000, 10);
+    /* read the log until iteration 3 starts, so 0 to 2 are whole */
+    while (!strstr(data->str, "\niter n=3 ")) {
+        struct pollfd pfd = { .fd = master, .events = POLLIN };
+        char buf[4096];
+        ssize_t n;
+
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        n = read(master, buf, sizeof(buf));
+        g_assert_cmpint(n, >, 0);
+        g_string_append_len(data, buf, n);
+    }
+    close(master);
+    /* the terminal is hung up: writes to it fail with EIO */
+    g_assert_cmpint(write(slave, "x", 1), ==, -1);
+    g_assert_cmpint(errno, ==, EIO);
+
+    error = wait_failed(qts, pts, g_strerror(EIO), &completed);
+    g_assert_cmpint(completed, >=, 2);
+    last = strstr(data->str, "\niter n=3 ");
+    g_string_truncate(data, last + 1 - data->str);
+    g_assert_true(g_file_set_contents(copy, data->str, data->len, NULL));
+    log = bt_log_parse(copy, false);
+    g_assert_cmpuint(log->iters->len, ==, 3);
+    close(slave);
+    unlink(copy);
+
+    assert_runs_on(qts);
+    qtest_quit(qts);
+}
+
+/*
+ * The reader of a FIFO goes away during the trace: the next write fails
+ * with EPIPE (QEMU ignores SIGPIPE) at once, not after the time a reader
+ * that stopped reading is given.
+ */
+static void test_fifo_reader_gone(void)
+{
+    g_autofree char *path = fifo_create("fifo-gone");
+    g_autofree char *error = NULL;
+    QTestState *qts = qtest_init(NONE_ARGS);
+    int rfd = open(path, O_RDONLY | O_NONBLOCK);
+    int64_t completed, t0;
+
+    g_assert_cmpint(rfd, >=, 0);
+    start_trace(qts, path, 100000, 10);
+    wait_completed(qts, 2);
+    t0 = g_get_monotonic_time();
+    close(rfd);
+    error = wait_failed(qts, path, g_strerror(EPIPE), &completed);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 1500 * 1000);
+    g_assert_cmpint(completed, >=, 2);
+
+    assert_runs_on(qts);
+    qtest_quit(qts);
     unlink(path);
 }
 
@@ -1809,6 +2197,17 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/iface/fifo-no-reader", test_fifo_no_reader);
     qtest_add_func("/bitmap-trace/iface/fifo-stream", test_fifo_stream);
     qtest_add_func("/bitmap-trace/iface/fifo-stalled", test_fifo_stalled);
+    qtest_add_func("/bitmap-trace/iface/fifo-reader-gone",
+                   test_fifo_reader_gone);
+    qtest_add_data_func("/bitmap-trace/iface/disk-full", "text",
+                        test_disk_full);
+    qtest_add_data_func("/bitmap-trace/binary/disk-full", "binary",
+                        test_disk_full);
+    qtest_add_data_func("/bitmap-trace/iface/file-too-big", "text",
+                        test_file_too_big);
+    qtest_add_data_func("/bitmap-trace/binary/file-too-big", "binary",
+                        test_file_too_big);
+    qtest_add_func("/bitmap-trace/iface/pty-eio", test_pty_eio);
     qtest_add_func("/bitmap-trace/iface/dirty-rate-exclusion",
                    test_dirty_rate_exclusion);
     qtest_add_func("/bitmap-trace/iface/savevm-refused", test_savevm_refused);
