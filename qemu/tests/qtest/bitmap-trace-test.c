@@ -1162,6 +1162,45 @@ static void test_file_too_big(const void *fmt)
 }
 
 /*
+ * Two binary traces in a row: the second header must not carry what the
+ * first left in the tracer's scratch strings (its last page set, taken
+ * for blocked reasons).
+ */
+static void test_binary_header_after_trace(void)
+{
+    g_autofree char *path = tmp_path("header-after");
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(BTLog) first = NULL;
+    g_autoptr(BTLog) second = NULL;
+    const BTLogIter *it;
+
+    /*
+     * Every third page, every other one of them left zero, the first
+     * not: the zero set's runs then have no NUL byte.
+     */
+    start_trace_fmt(qts, path, "binary", 100000, 100000);
+    wait_baseline(qts);
+    for (uint64_t pfn = 0; pfn < NONE_PAGES; pfn += 3) {
+        qtest_writeb(qts, pfn * PAGE, (pfn / 3 + 1) % 2);
+    }
+    qobject_unref(stop_trace(qts));
+    first = bt_log_parse(path, true);
+    g_assert_cmpuint(first->blocked->len, ==, 0);
+    g_assert_cmpuint(first->iters->len, ==, 2);
+    it = g_ptr_array_index(first->iters, 1);
+    g_assert_cmpuint(it->dirty, ==, DIV_ROUND_UP(NONE_PAGES, 3));
+    g_assert_cmpuint(it->zero, ==, DIV_ROUND_UP(NONE_PAGES, 3) / 2);
+
+    start_trace_fmt(qts, path, "binary", 100000, 100000);
+    qobject_unref(stop_trace(qts));
+    second = bt_log_parse(path, true);
+    g_assert_cmpuint(second->blocked->len, ==, 0);
+    g_assert_cmpuint(second->iters->len, ==, 2);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+/*
  * An I/O error: the log is the slave of a pseudo-terminal whose master is
  * closed during the trace, after which writes to the slave fail with EIO.
  * A terminal is not a regular file: the log is a stream, which may end
@@ -2991,6 +3030,8 @@ int main(int argc, char **argv)
                         test_file_too_big);
     qtest_add_data_func("/bitmap-trace/binary/file-too-big", "binary",
                         test_file_too_big);
+    qtest_add_func("/bitmap-trace/binary/header-after-trace",
+                   test_binary_header_after_trace);
     qtest_add_func("/bitmap-trace/iface/pty-eio", test_pty_eio);
     qtest_add_func("/bitmap-trace/iface/fuzz-args", test_fuzz_args);
     qtest_add_func("/bitmap-trace/iface/dirty-rate-exclusion",
