@@ -2772,6 +2772,44 @@ static void test_hmp_wait(void)
 }
 
 /*
+ * A monitor that waits for a trace (bitmap-trace without -d) gets its
+ * prompt back when the trace fails, with the failure: a fault does not
+ * leave it suspended.
+ */
+static void test_hmp_wait_failed(void)
+{
+    g_autofree char *sock = tmp_path("hmp-sock");
+    g_autoptr(GString) out = g_string_new(NULL);
+    static const char cmd[] = "bitmap-trace on \"/dev/full\" 100000 10\n";
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct timeval tv = { .tv_sec = 60 };
+    QTestState *qts;
+    int fd;
+
+    qts = qtest_initf(NONE_ARGS " -chardev socket,id=hmp,path=%s,server=on,"
+                      "wait=off -mon chardev=hmp,mode=readline", sock);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    g_assert_cmpint(fd, >=, 0);
+    g_strlcpy(addr.sun_path, sock, sizeof(addr.sun_path));
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), ==,
+                    0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    read_until(fd, out, "(qemu) ");
+
+    g_string_truncate(out, 0);
+    g_assert_cmpint(write(fd, cmd, strlen(cmd)), ==, strlen(cmd));
+    read_until(fd, out, "(qemu) ");
+    g_assert_nonnull(strstr(out->str, "bitmap-trace: failed"));
+    g_assert_nonnull(strstr(out->str, g_strerror(ENOSPC)));
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    close(fd);
+
+    assert_runs_on(qts);
+    qtest_quit(qts);
+    unlink(sock);
+}
+
+/*
  * A trace started over QMP shows its results on an idle HMP monitor when it
  * ends, with the table cut short, and without garbling a command being
  * typed there: the line is erased, the results printed, and the prompt and
@@ -3033,6 +3071,8 @@ int main(int argc, char **argv)
     qtest_add_func("/bitmap-trace/binary/header-after-trace",
                    test_binary_header_after_trace);
     qtest_add_func("/bitmap-trace/iface/pty-eio", test_pty_eio);
+    qtest_add_func("/bitmap-trace/iface/hmp-wait-failed",
+                   test_hmp_wait_failed);
     qtest_add_func("/bitmap-trace/iface/fuzz-args", test_fuzz_args);
     qtest_add_func("/bitmap-trace/iface/dirty-rate-exclusion",
                    test_dirty_rate_exclusion);
