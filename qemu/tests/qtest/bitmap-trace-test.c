@@ -1312,6 +1312,7 @@ typedef struct Fuzz {
     char *fresh;        /* a name there that refused commands must not create */
     char *long_path;    /* longer than PATH_MAX */
     char *huge;         /* a 1 MiB file name */
+    char *cut;          /* a name that HMP would cut to a valid one */
     struct stat keep_st;
     QDict *before;      /* query-bitmap-trace before the command */
 } Fuzz;
@@ -1336,6 +1337,14 @@ static void fuzz_init(Fuzz *f)
     f->huge = g_malloc(1024 * 1024 + 1);
     memset(f->huge, 'x', 1024 * 1024);
     f->huge[1024 * 1024] = 0;
+    /* ./ up to byte 1000, then a name: cut at 1023, it names a new file */
+    s = g_string_new(f->dir);
+    g_string_append_c(s, '/');
+    while (s->len < 1000) {
+        g_string_append(s, "./");
+    }
+    g_string_append(s, "cut-here-if-you-cut-argument-strings-silently");
+    f->cut = g_string_free(s, false);
     f->before = query_trace(f->qts);
 }
 
@@ -1349,16 +1358,19 @@ static void fuzz_cleanup(Fuzz *f)
     g_free(f->fresh);
     g_free(f->long_path);
     g_free(f->huge);
+    g_free(f->cut);
     qobject_unref(f->before);
 }
 
-/* @tmpl with @DIR@, @KEEP@, @FRESH@, @LONG@ and @HUGE@ replaced */
+/* @tmpl with @DIR@, @KEEP@, @FRESH@, @LONG@, @HUGE@ and @CUT@ replaced */
 static char *fuzz_subst(Fuzz *f, const char *tmpl)
 {
     static const char *const keys[] = {
-        "@DIR@", "@KEEP@", "@FRESH@", "@LONG@", "@HUGE@"
+        "@DIR@", "@KEEP@", "@FRESH@", "@LONG@", "@HUGE@", "@CUT@"
     };
-    const char *vals[] = { f->dir, f->keep, f->fresh, f->long_path, f->huge };
+    const char *vals[] = {
+        f->dir, f->keep, f->fresh, f->long_path, f->huge, f->cut
+    };
     GString *s = g_string_new(tmpl);
 
     for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
@@ -1782,7 +1794,8 @@ static void fuzz_hmp_table(Fuzz *f)
         { "bitmap-trace on \"@DIR@/none/x.log\"", "No such file" },
         { "bitmap-trace on \"@FRESH@", "filename expected" },
         { "bitmap-trace on \"@DIR@/a\\qb\"", "filename expected" },
-        { "bitmap-trace on \"@HUGE@\"", "File name too long" },
+        { "bitmap-trace on \"@HUGE@\"", "too long for HMP" },
+        { "bitmap-trace on \"@CUT@\"", "too long for HMP" },
         { "info bitmap_trace x", "extraneous characters" },
     };
 
