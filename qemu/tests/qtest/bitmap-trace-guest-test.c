@@ -2424,24 +2424,73 @@ static int64_t cpus_count(QTestState *qts)
 }
 
 /*
- * 2. CPUs plugged during a 10 ms trace of a guest started on 1 of 4: each
+ * 2. CPUs plugged during a 10 ms trace of a guest started on 1: each
  * new vCPU sits in wait-for-SIPI (the guest never wakes it), and a round
  * must park it too, without wedging: the trace keeps taking rounds after
  * every plug, the guest's vCPU runs on and its windows stay exact.  Then
- * one is unplugged.  x86 CPU unplug needs the guest's ACPI code, which
- * this guest does not have: the test does what it would, through qtest,
- * on the ACPI CPU hotplug registers of PIIX4 PM (hw/acpi/cpu.c).  At boot
- * it switches to the modern interface (0 written to the legacy bitmap),
- * without which device_del refuses a CPU; after device_del the unplug
- * stays pending until the "guest" ejects the CPU (the eject bit of its
- * selector), and the trace must go on meanwhile; the eject then removes
- * the vCPU and joins its thread, possibly while a round waits for it to
- * park: DEVICE_DELETED must come and the trace go on.
+ * one is unplugged, plugged again and so on, CPU_REPLUG_CYCLES times (the
+ * eject at a random time in a round).  x86 CPU unplug needs the guest's
+ * ACPI code, which this guest does not have: the test does what it
+ * would, through qtest, on the ACPI CPU hotplug registers of PIIX4 PM
+ * (hw/acpi/cpu.c).  At boot it switches to the modern interface (0
+ * written to the legacy bitmap), without which device_del refuses a CPU;
+ * after device_del the unplug stays pending until the "guest" ejects the
+ * CPU (the eject bit of its selector), and the trace must go on
+ * meanwhile; the eject then removes the vCPU and joins its thread,
+ * possibly while a round waits for it to park: the vCPU must go and the
+ * trace go on.
  */
 #define CPU_HOTPLUG_BASE        0xaf00  /* PIIX4_CPU_HOTPLUG_IO_BASE */
 #define CPU_HOTPLUG_SELECTOR    0       /* dword: the CPU (its index) */
 #define CPU_HOTPLUG_FLAGS       4       /* byte */
 #define CPU_HOTPLUG_EJECT       8       /* in the flags */
+
+/* Plug a CPU with @props (of query-hotpluggable-cpus) as @id */
+static void cpu_plug(QTestState *qts, QDict *props, const char *type,
+                     const char *id)
+{
+    QDict *args = qdict_clone_shallow(props);
+
+    qdict_put_str(args, "driver", type);
+    qdict_put_str(args, "id", id);
+    qtest_qmp_assert_success(qts, "{'execute': 'device_add',"
+                             " 'arguments': %p}", QOBJECT(args));
+}
+
+/*
+ * Eject CPU @id, of index @core, as the guest's _EJ0 would, after
+ * device_del asked for it; wait until it is gone.  The CPU's unrealize
+ * joins its thread, then unparents its APIC: the APIC's DEVICE_DELETED
+ * says the vCPU is gone.  The CPU's own comes only when the CPU object is
+ * freed, which under TCG does not happen (QEMU 10.0 keeps a reference to
+ * an unplugged TCG CPU, trace or not).
+ */
+static void cpu_eject(QTestState *qts, const char *id, int64_t core)
+{
+    g_autofree char *apic_path = g_strdup_printf("/machine/peripheral/%s/"
+                                                 "lapic", id);
+    QDict *deleted;
+    bool gone;
+
+    qtest_outl(qts, CPU_HOTPLUG_BASE + CPU_HOTPLUG_SELECTOR, core);
+    qtest_outb(qts, CPU_HOTPLUG_BASE + CPU_HOTPLUG_FLAGS, CPU_HOTPLUG_EJECT);
+    do {
+        deleted = qtest_qmp_eventwait_ref(qts, "DEVICE_DELETED");
+        gone = !strcmp(qdict_get_str(qdict_get_qdict(deleted, "data"),
+                                     "path"), apic_path);
+        qobject_unref(deleted);
+    } while (!gone);
+}
+
+/*
+ * Unplug and plug again a CPU, this many times.  Under TCG every vCPU
+ * thread QEMU ever starts takes one of max_cpus TCG contexts, never given
+ * back (QEMU 10.0 aborts in tcg_register_thread() beyond, trace or not):
+ * so the guest gets as many possible CPUs as it will ever have started.
+ */
+#define CPU_REPLUG_CYCLES       5
+#define CPU_PLUGGED             3
+#define CPU_MAX                 (1 + CPU_PLUGGED + CPU_REPLUG_CYCLES)
 
 static char *fault_cpu_hotplug(GuestAccel accel)
 {
@@ -2450,20 +2499,20 @@ static char *fault_cpu_hotplug(GuestAccel accel)
         .event = GUEST_EVENT_NONE, .period_ms = 10,
     };
     GuestVM vm = { .dir = fault_dir_new() };
-    char *skip = guest_boot_args(&vm, accel, c.layout, 1,
-                                 "-smp 1,maxcpus=4");
+    g_autofree char *smp = g_strdup_printf("-smp 1,maxcpus=%d", CPU_MAX);
+    char *skip = guest_boot_args(&vm, accel, c.layout, 1, smp);
     GuestTraceEvents ev = {
         .quiet_first = 1, .quiet_last = 0, .boot_first = 1, .boot_last = 0,
     };
     g_autoptr(BTLog) log = NULL;
-    g_autofree char *last_id = NULL;
-    QDict *resp, *deleted;
+    g_autofree char *id = NULL;
+    g_autofree char *type = NULL;
+    QDict *props = NULL;
+    QDict *resp;
     QListEntry *e;
     uint32_t passes;
     int plugged = 0;
-    int64_t last_core = -1;
-    g_autofree char *apic_path = NULL;
-    bool unplugged;
+    int64_t core = -1;
 
     if (skip) {
         guest_cleanup(&vm);
@@ -2480,61 +2529,63 @@ static char *fault_cpu_hotplug(GuestAccel accel)
     resp = qtest_qmp(vm.qts, "{'execute': 'query-hotpluggable-cpus'}");
     QLIST_FOREACH_ENTRY(qdict_get_qlist(resp, "return"), e) {
         QDict *slot = qobject_to(QDict, qlist_entry_obj(e));
-        QDict *args;
 
-        if (qdict_haskey(slot, "qom-path")) {
-            continue;           /* plugged already */
+        if (qdict_haskey(slot, "qom-path") || plugged == CPU_PLUGGED) {
+            continue;           /* plugged already, or enough */
         }
-        args = qdict_clone_shallow(qdict_get_qdict(slot, "props"));
-        /* one socket of 4 cores: the index of a CPU is its core */
-        g_assert_cmpint(qdict_get_int(args, "socket-id"), ==, 0);
-        g_assert_cmpint(qdict_get_int(args, "thread-id"), ==, 0);
-        last_core = qdict_get_int(args, "core-id");
-        g_free(last_id);
-        last_id = g_strdup_printf("bt-cpu%d", ++plugged);
-        qdict_put_str(args, "driver", qdict_get_str(slot, "type"));
-        qdict_put_str(args, "id", last_id);
-        qtest_qmp_assert_success(vm.qts, "{'execute': 'device_add',"
-                                 " 'arguments': %p}", QOBJECT(args));
+        props = qdict_get_qdict(slot, "props");
+        /* one socket of CPU_MAX cores: the index of a CPU is its core */
+        g_assert_cmpint(qdict_get_int(props, "socket-id"), ==, 0);
+        g_assert_cmpint(qdict_get_int(props, "thread-id"), ==, 0);
+        core = qdict_get_int(props, "core-id");
+        g_free(type);
+        type = g_strdup(qdict_get_str(slot, "type"));
+        g_free(id);
+        id = g_strdup_printf("bt-cpu%d", ++plugged);
+        cpu_plug(vm.qts, props, type, id);
         /* the trace goes on, parking the new vCPU with the others */
         trace_await_completed(vm.qts, trace_completed(vm.qts) + 5);
     }
-    qobject_unref(resp);
-    g_assert_cmpint(plugged, ==, 3);
-    g_assert_cmpint(cpus_count(vm.qts), ==, 4);
+    g_assert_cmpint(plugged, ==, CPU_PLUGGED);
+    g_assert_cmpint(cpus_count(vm.qts), ==, 1 + CPU_PLUGGED);
     /* the guest's vCPU ran on */
     passes = guest_passes(vm.qts, c.layout, 0);
     trace_await_completed(vm.qts, trace_completed(vm.qts) + 10);
     g_assert_cmpuint(guest_passes(vm.qts, c.layout, 0), >, passes);
 
+    /* the last one plugged: unplug it, and again, at random times */
+    props = qdict_clone_shallow(props);
+    qobject_unref(resp);
     qtest_qmp_assert_success(vm.qts, "{'execute': 'device_del',"
-                             " 'arguments': {'id': %s}}", last_id);
+                             " 'arguments': {'id': %s}}", id);
     trace_await_completed(vm.qts, trace_completed(vm.qts) + 20);
     /* pending until the guest ejects it */
     g_assert_null(qtest_qmp_event_ref(vm.qts, "DEVICE_DELETED"));
-    g_assert_cmpint(cpus_count(vm.qts), ==, 4);
+    g_assert_cmpint(cpus_count(vm.qts), ==, 1 + CPU_PLUGGED);
+    for (int i = 0; i < CPU_REPLUG_CYCLES; i++) {
+        cpu_eject(vm.qts, id, core);
+        g_assert_cmpint(cpus_count(vm.qts), ==, CPU_PLUGGED);
+        trace_await_completed(vm.qts, trace_completed(vm.qts) + 3);
 
-    /* the guest's _EJ0 */
-    qtest_outl(vm.qts, CPU_HOTPLUG_BASE + CPU_HOTPLUG_SELECTOR, last_core);
-    qtest_outb(vm.qts, CPU_HOTPLUG_BASE + CPU_HOTPLUG_FLAGS,
-               CPU_HOTPLUG_EJECT);
-    /*
-     * The CPU's unrealize joins its thread, then unparents its APIC: the
-     * APIC's DEVICE_DELETED says the vCPU is gone.  The CPU's own comes
-     * only when the CPU object is freed, which under TCG does not happen
-     * (QEMU 10.0 keeps a reference to an unplugged TCG CPU, trace or not).
-     */
-    apic_path = g_strdup_printf("/machine/peripheral/%s/lapic", last_id);
-    do {
-        deleted = qtest_qmp_eventwait_ref(vm.qts, "DEVICE_DELETED");
-        unplugged = !strcmp(qdict_get_str(qdict_get_qdict(deleted, "data"),
-                                          "path"), apic_path);
-        qobject_unref(deleted);
-    } while (!unplugged);
-    g_assert_cmpint(cpus_count(vm.qts), ==, 3);
+        g_free(id);
+        id = g_strdup_printf("bt-cpu%d", ++plugged);
+        cpu_plug(vm.qts, props, type, id);
+        g_assert_cmpint(cpus_count(vm.qts), ==, 1 + CPU_PLUGGED);
+        trace_await_completed(vm.qts, trace_completed(vm.qts) + 3);
+        qtest_qmp_assert_success(vm.qts, "{'execute': 'device_del',"
+                                 " 'arguments': {'id': %s}}", id);
+        g_usleep(g_test_rand_int_range(0, c.period_ms * 1000));
+    }
+    cpu_eject(vm.qts, id, core);
+    g_assert_cmpint(cpus_count(vm.qts), ==, CPU_PLUGGED);
+    qobject_unref(props);
+    /* the guest's vCPU still runs, the trace goes on */
+    passes = guest_passes(vm.qts, c.layout, 0);
     trace_await_completed(vm.qts, trace_completed(vm.qts) + 10);
-    guest_msg("%s: 3 vCPUs plugged during the trace, %s unplugged",
-              accel_name(accel), last_id);
+    guest_await_pass(vm.qts, c.layout, passes);
+    guest_msg("%s: %d vCPUs plugged during the trace, one unplugged and "
+              "plugged again %d times", accel_name(accel), CPU_PLUGGED,
+              CPU_REPLUG_CYCLES);
     trace_cancel(vm.qts);
 
     log = bt_log_parse(vm.log_path, true);
