@@ -2335,6 +2335,7 @@ static char *fault_dir_new(void)
  * the guest's (the RESET event says so), every reboot must complete with
  * both vCPUs running again, the trace must keep taking rounds, and the
  * windows before the first and after the last reboot must be exact.
+ * Then quit during one more reboot, in another trace.
  */
 #define GUEST_REBOOTS           6
 
@@ -2353,6 +2354,7 @@ static char *fault_guest_reboot(GuestAccel accel)
         .quiet_first = 1, .quiet_last = 0,
     };
     int64_t t0 = g_get_monotonic_time();
+    int64_t exit_ms;
 
     if (skip) {
         guest_cleanup(&vm);
@@ -2404,6 +2406,25 @@ static char *fault_guest_reboot(GuestAccel accel)
 
     log = bt_log_parse(vm.log_path, true);
     log_check(log, &c, &ev);
+    g_clear_pointer(&log, bt_log_free);
+
+    /*
+     * Another trace, and quit while the guest reboots once more (its
+     * firmware runs; under KVM the vapic option ROM has the main loop
+     * queue work on the vCPUs): QEMU must exit, the log end cleanly.
+     */
+    trace_start(vm.qts, vm.log_path, ITERATIONS_UNTIL_CANCELLED,
+                c.period_ms);
+    trace_await_completed(vm.qts, 3);
+    qtest_writel(vm.qts, req, SYM_REBOOT_CF9);
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "RESET"));
+    qtest_qmp_send(vm.qts, "{'execute': 'quit'}");
+    exit_ms = qemu_await_exit(vm.qts, NULL, 0, QUIT_TIMEOUT_MS);
+    log = bt_log_parse(vm.log_path, true);
+    log_check_cancelled(log);
+    guest_msg("%s: quit during a reboot: QEMU exited in %" PRId64 " ms, "
+              "log of %u iterations", accel_name(accel), exit_ms,
+              log->iters->len - 1);
     guest_msg("%s guest-reboot took %.1f s", accel_name(accel),
               (g_get_monotonic_time() - t0) / 1e6);
     guest_cleanup(&vm);
