@@ -2715,6 +2715,27 @@ static bool zero_scan_times(const char *path, int64_t *end_us,
     return false;
 }
 
+/* Wait until the log at @path holds @text */
+static void log_await_text(QTestState *qts, const char *path,
+                           const char *text)
+{
+    int64_t deadline = g_get_monotonic_time() + PASS_TIMEOUT_MS * 1000;
+
+    for (;;) {
+        g_autofree char *log = NULL;
+
+        if (g_file_get_contents(path, &log, NULL, NULL) &&
+            strstr(log, text)) {
+            return;
+        }
+        if (g_get_monotonic_time() > deadline) {
+            guest_msg("the log never held \"%s\"", text);
+            qemu_wedged(qts);
+        }
+        g_usleep(1000);
+    }
+}
+
 /*
  * One attempt at quitting QEMU in @phase.  Returns whether quit landed in
  * it (the zero scan is checked afterwards: quit is sent @zero_delay_ms
@@ -2782,7 +2803,8 @@ static bool quit_in_phase(GuestAccel accel, QuitPhase phase,
 
     switch (phase) {
     case QUIT_WAIT:
-        /* iteration 0 is written once the thread sleeps for round 1 */
+        /* iteration 0 is in the log, and the thread sleeps for round 1 */
+        log_await_text(vm.qts, vm.log_path, "\niter n=0 ");
         qemu_await_thread_in_syscall(vm.qts, TRACE_THREAD, syscalls_futex,
                                      -1, "to sleep until round 1");
         g_assert_cmpint(trace_completed(vm.qts), ==, 0);
