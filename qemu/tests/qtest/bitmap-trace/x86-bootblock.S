@@ -23,6 +23,10 @@
  *   store its number of completed passes at
  *       hot_pages[0] + PASS_COUNT_OFF + index * CPU_SLOT_SIZE
  *   after its first pass only: write PASS_SIGNAL to COM1 (port 0x3f8)
+ *   the BSP only: if the dword at hot_pages[0] + REBOOT_REQ_OFF is not 0,
+ *       clear it and reset the machine itself: REBOOT_KBC through the
+ *       keyboard controller (0xfe to port 0x64), any other value through
+ *       the reset control register (0x06 to port 0xcf9)
  *
  * So each pass of a vCPU writes every page of its slice once, and its hot
  * pages are written after every page of the slice: far more often than any
@@ -32,6 +36,13 @@
  * the GDT.  The only page that holds code or data of the guest is the one
  * this sector is loaded into; the BSP writes the trampoline into it once
  * at boot, and it is only read after that.
+ *
+ * The test asks for a reboot by writing the request dword (through qtest,
+ * while the guest runs); nothing else writes it, and the BSP clears it
+ * before it resets, so that the next boot does not reset again.  It lies
+ * in the BSP's slot of the first hot page, between its pass counter and
+ * its hot tick, so the reset request dirties no page the guest does not
+ * write anyway.
  *
  * The parameter slots (hot_count, hot_pages, priv_count, priv_pages,
  * priv_stride, sweep_start, sweep_slice) are patched by the test in a copy
@@ -72,7 +83,7 @@
         .globl  LOAD_ADDR, PAGE_SIZE, HOT_PAGES_MAX, PRIV_PAGES_MAX
         .globl  CPUS_MAX, CPU_SLOT_SIZE, TRAMPOLINE
         .globl  HOT_TICK_OFF, SWEEP_TICK_OFF, PASS_COUNT_OFF, PASS_SIGNAL
-        .globl  BOOT_SIGNAL
+        .globl  BOOT_SIGNAL, REBOOT_REQ_OFF, REBOOT_CF9, REBOOT_KBC
         .set    LOAD_ADDR, 0x7c00
         .set    PAGE_SIZE, 4096
         .set    HOT_PAGES_MAX, 16
@@ -85,6 +96,9 @@
         .set    SWEEP_TICK_OFF, 0       /* dword in every sweep page */
         .set    PASS_SIGNAL, 0x50       /* 'P' */
         .set    BOOT_SIGNAL, 0x42       /* 'B' */
+        .set    REBOOT_REQ_OFF, 4       /* dword in hot_pages[0] */
+        .set    REBOOT_CF9, 1           /* reset control register */
+        .set    REBOOT_KBC, 2           /* keyboard controller */
 
         .text
         .code16
@@ -187,6 +201,21 @@ pass_done:
         jecxz   1f
         mov     ADDR(hot_pages), %eax
         mov     %ebp, PASS_COUNT_OFF(%eax,%edi)
+        test    %edi, %edi              /* the BSP: a reboot asked for? */
+        jnz     1f
+        mov     REBOOT_REQ_OFF(%eax), %ecx
+        jecxz   1f
+        movl    $0, REBOOT_REQ_OFF(%eax)
+        cmp     $REBOOT_KBC, %ecx
+        je      2f
+        mov     $0x06, %al              /* hard reset */
+        mov     $0xcf9, %dx
+        outb    %al, %dx
+        jmp     3f
+2:      mov     $0xfe, %al              /* pulse the reset line */
+        outb    %al, $0x64
+3:      hlt                             /* interrupts are off: wait */
+        jmp     3b
 1:
         cmp     $1, %ebp
         jne     next_pass
