@@ -2631,7 +2631,7 @@ static char *fault_cpu_hotplug(GuestAccel accel)
  *   KVM_RUN) by the event gate, so it cannot park; once the trace thread
  *   sleeps and takes no more rounds, it waits for that vCPU.
  * - sync/harvest (BQL held, vCPUs parked): a DIMM is plugged, and the
- *   round that finds its RAM block logs bitmap_trace_untraced from within
+ *   round that finds its RAM block logs bitmap_trace_block_added from within
  *   the sync: the gate holds the trace thread there.
  * - zero scan: a 4 GiB guest, whose baseline (every page) the trace thread
  *   scans after the start command returned; quit is sent during that scan,
@@ -2855,7 +2855,7 @@ static bool quit_in_phase(GuestAccel accel, QuitPhase phase,
         int fd = qemu_fd_of(qtest_pid(vm.qts), gate.path);
 
         gate_shut(&gate, vm.qts, phase == QUIT_SYNC ?
-                  "bitmap_trace_untraced" : "bitmap_trace_iteration");
+                  "bitmap_trace_block_added" : "bitmap_trace_iteration");
         if (phase == QUIT_SYNC) {
             qtest_qmp_assert_success(vm.qts,
                 "{'execute': 'object-add', 'arguments': {"
@@ -2865,7 +2865,7 @@ static bool quit_in_phase(GuestAccel accel, QuitPhase phase,
              * QMP answers a command only after a main loop iteration,
              * and the round that finds the DIMM may come first and hold
              * the BQL from then on: no waiting for the answer.  The log's
-             * "untraced" record says that the plug went through.
+             * "added" record says that the plug went through.
              */
             qtest_qmp_send(vm.qts,
                 "{'execute': 'device_add', 'arguments': {"
@@ -2906,14 +2906,15 @@ static bool quit_in_phase(GuestAccel accel, QuitPhase phase,
     log = bt_log_parse(vm.log_path, true);
     log_check_cancelled(log);
     if (phase == QUIT_SYNC) {
-        bool untraced = false;
+        bool added = false;
 
+        /* the round quit landed in is in the log, with the block it found */
         for (guint n = 0; n < log->iters->len; n++) {
             const BTLogIter *it = g_ptr_array_index(log->iters, n);
 
-            untraced |= it->untraced->len > 0;
+            added |= it->added->len > 0;
         }
-        g_assert_true(untraced);
+        g_assert_true(added);
     }
     guest_msg("%s: quit in phase %s: QEMU exited in %" PRId64 " ms, log of "
               "%u iterations, %s", accel_name(accel),
