@@ -630,15 +630,12 @@ def _check_ranges(log, pending):
     za, zb, zbounds, zcount = arrays['zero']
     if len(za):
         # every zero range inside one pfns range of its iteration
-        if max(pb.max(initial=0), zb.max()) >= 1 << 44 or nit >= 1 << 18:
-            raise _Fallback
-        pit = np.repeat(np.arange(nit, dtype=np.int64), np.diff(pbounds))
-        zit = np.repeat(np.arange(nit, dtype=np.int64), np.diff(zbounds))
-        j = np.searchsorted((pit << 44) | pa, (zit << 44) | za, side='right') - 1
-        if (j < 0).any():
-            raise _Fallback
-        if ((pit[j] != zit) | (pb[j] < zb)).any():
-            raise _Fallback
+        for k in np.flatnonzero(zcount):
+            p0, p1 = pbounds[k], pbounds[k + 1]
+            z0, z1 = zbounds[k], zbounds[k + 1]
+            j = np.searchsorted(pa[p0:p1], za[z0:z1], side='right') - 1
+            if j[0] < 0 or (pb[p0:p1][j] < zb[z0:z1]).any():
+                raise _Fallback
     pr = np.stack((pa, pb), axis=1)
     zr = np.stack((za, zb), axis=1)
     for k, it in enumerate(log.iters):
