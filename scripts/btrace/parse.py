@@ -575,8 +575,9 @@ def _decode_chunk(rests):
 
 def _decode_ranges(rests):
     """_decode_chunk() over all rests, in chunks of about _CHUNK bytes:
-    (first, last) and the range each line starts at."""
-    firsts, lasts, lines = [], [], []
+    the ranges as an (n, 2) array of (first, last) and the range each line
+    starts at."""
+    parts, lines = [], []
     i = done = 0
     while i < len(rests):
         j, size = i, 0
@@ -584,16 +585,18 @@ def _decode_ranges(rests):
             size += len(rests[j]) + 1
             j += 1
         a, b, ls = _decode_chunk(rests[i:j])
-        firsts.append(a)
-        lasts.append(b)
+        parts.append((a, b))
         lines.append(ls + done)
         done += len(a)
         i = j
     lines.append([done])
-    if not firsts:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z, np.zeros(1, dtype=np.int64)
-    return np.concatenate(firsts), np.concatenate(lasts), np.concatenate(lines)
+    r = np.empty((done, 2), dtype=np.int64)
+    k = 0
+    for a, b in parts:
+        r[k:k + len(a), 0] = a
+        r[k:k + len(a), 1] = b
+        k += len(a)
+    return r, np.concatenate(lines) if parts else np.zeros(1, dtype=np.int64)
 
 
 def _check_ranges(log, pending):
@@ -607,14 +610,21 @@ def _check_ranges(log, pending):
         owners = np.array(owners, dtype=np.int64)
         if rests and isinstance(rests[0], tuple):
             # decoded already (binary): (first, last) arrays per iteration
-            a = np.concatenate([r[0] for r in rests])
-            b = np.concatenate([r[1] for r in rests])
-            line_start = np.concatenate(([0], np.cumsum([len(r[0]) for r in rests])))
+            n = sum(len(x[0]) for x in rests)
+            r = np.empty((n, 2), dtype=np.int64)
+            k = 0
+            for x, y in rests:
+                r[k:k + len(x), 0] = x
+                r[k:k + len(x), 1] = y
+                k += len(x)
+            line_start = np.concatenate(([0], np.cumsum([len(x[0]) for x in rests])))
         else:
-            a, b, line_start = _decode_ranges(rests)
+            r, line_start = _decode_ranges(rests)
+        a, b = r[:, 0], r[:, 1]
         # the ranges of iteration k: bounds[k]..bounds[k + 1]
         bounds = line_start[np.searchsorted(owners, np.arange(nit + 1))]
-        if (b < a).any():
+        lens = b - a
+        if (lens < 0).any():
             raise _Fallback
         if len(a) > 1:
             # ascending, disjoint, not adjacent, but across iterations
@@ -622,12 +632,14 @@ def _check_ranges(log, pending):
             if len(bad) and not np.isin(bad, bounds).all():
                 raise _Fallback
         count = np.zeros(nit, dtype=np.int64)
-        if len(a):
-            cs = np.concatenate(([0], np.cumsum(b - a + 1)))
-            count = cs[bounds[1:]] - cs[bounds[:-1]]
-        arrays[word] = (a, b, bounds, count)
-    pa, pb, pbounds, pcount = arrays['pfns']
-    za, zb, zbounds, zcount = arrays['zero']
+        full = np.flatnonzero(bounds[1:] > bounds[:-1])
+        if len(full):
+            # pages per iteration: the empty ones in between start where
+            # the next one does, so each sum runs to the next full one
+            count[full] = np.add.reduceat(lens, bounds[full]) + np.diff(bounds)[full]
+        arrays[word] = (r, a, b, bounds, count)
+    pr, pa, pb, pbounds, pcount = arrays['pfns']
+    zr, za, zb, zbounds, zcount = arrays['zero']
     if len(za):
         # every zero range inside one pfns range of its iteration
         for k in np.flatnonzero(zcount):
@@ -636,8 +648,6 @@ def _check_ranges(log, pending):
             j = np.searchsorted(pa[p0:p1], za[z0:z1], side='right') - 1
             if j[0] < 0 or (pb[p0:p1][j] < zb[z0:z1]).any():
                 raise _Fallback
-    pr = np.stack((pa, pb), axis=1)
-    zr = np.stack((za, zb), axis=1)
     for k, it in enumerate(log.iters):
         it._pfns = pr[pbounds[k]:pbounds[k + 1]]
         it._zero_pfns = zr[zbounds[k]:zbounds[k + 1]]
