@@ -590,7 +590,7 @@ def _decode_ranges(rests):
         done += len(a)
         i = j
     lines.append([done])
-    r = np.empty((done, 2), dtype=np.int64)
+    r = np.empty((done, 2), dtype=np.int64, order='F')     # columns contiguous
     k = 0
     for a, b in parts:
         r[k:k + len(a), 0] = a
@@ -611,7 +611,7 @@ def _check_ranges(log, pending):
         if rests and isinstance(rests[0], tuple):
             # decoded already (binary): (first, last) arrays per iteration
             n = sum(len(x[0]) for x in rests)
-            r = np.empty((n, 2), dtype=np.int64)
+            r = np.empty((n, 2), dtype=np.int64, order='F')
             k = 0
             for x, y in rests:
                 r[k:k + len(x), 0] = x
