@@ -349,17 +349,24 @@ class Trace:
                 b1 = int(np.searchsorted(bmin, hi, side='left'))
                 if b1 <= b0:
                     continue
-                j0 = int(first[b0])
-                j1 = int(first[b1]) if b1 < len(first) else len(tw)
-                sel = slice(j0, j1)
-                if bmin[b0] < lo or bmax[b1 - 1] >= hi:
-                    t = tw[sel]
-                    sel = np.flatnonzero((t >= lo) & (t < hi)) + j0
-                    if not len(sel):
-                        continue
-                pages.append(self.wpages[w][sel])
-                times.append(tw[sel] + k * T)
-                zero.append(self.wzero[w][sel])
+                ends = first[1:]
+                # whole buckets as a slice; only the edge ones filtered by time
+                m0 = b0 + (bmin[b0] < lo)
+                m1 = b1 - (bmax[b1 - 1] >= hi)
+                parts = []
+                for e in ([b0] if m0 > b0 else []) + ([b1 - 1] if m1 < b1 and b1 - 1 >= m0 else []):
+                    j0 = int(first[e])
+                    j1 = int(ends[e]) if e < len(ends) else len(tw)
+                    t = tw[j0:j1]
+                    parts.append(np.flatnonzero((t >= lo) & (t < hi)) + j0)
+                if m1 > m0:
+                    j1 = int(ends[m1 - 1]) if m1 - 1 < len(ends) else len(tw)
+                    parts.append(slice(int(first[m0]), j1))
+                for sel in parts:
+                    if isinstance(sel, slice) or len(sel):
+                        pages.append(self.wpages[w][sel])
+                        times.append(tw[sel] + k * T)
+                        zero.append(self.wzero[w][sel])
             k += 1
         extrapolated = b > T
         if not pages:
