@@ -2,7 +2,8 @@
 """Read and validate a bitmap-trace log: text format v1 or v2, or binary v3.
 
 A binary log (it starts with binlog.MAGIC) is read as the text log of the
-same trace (binlog.to_text()), which is checked like any other.
+same trace, which is checked like any other: binlog.decode() gives its lines
+but the PFN ranges as arrays (what binlog.to_text() would write).
 
 The format is docs/devel/migration/bitmap-trace.rst.  v2 is v1 plus zero-page
 information:
@@ -16,9 +17,12 @@ information:
     "unmapped-zero" lines (block:first[-last], a subset of its unmapped
     pages), split over several lines like pfns.
 
-parse() raises LogError with the line number on the first error.  The ranges
-are kept as lists of inclusive (first, last) tuples; model.PageSpace turns
-them into page indexes.
+parse() raises LogError with the line number on the first error.  The PFN
+ranges are kept as (n, 2) int64 arrays of inclusive (first, last)
+(Iteration.pfn_array, .zero_array; .pfns and .zero_pfns give them as lists
+of tuples); model.PageSpace turns them into page indexes.  The fast path
+(numpy, below) reads valid logs; parse_text_ref(), the line-by-line parser,
+reads any log the fast path does not take, and gives the first error.
 """
 
 import collections
