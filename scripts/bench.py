@@ -31,11 +31,16 @@ guest once and, on that same running guest, in turn:
   6. runs calc-dirty-rate in dirty-bitmap mode and times the command and its
      result (QEMU has no trace event around its sync).
 
+Then, with no guest, the analyzer alone on large synthetic logs of 16 GiB
+guests, text and binary (scripts/analyzer-bench.py: MB/s next to a raw
+read of the file); --analyzer-only runs only that.
+
 Everything is repeated --repeat times (the machine is shared and noisy) and
 printed as median [min-max] over the repeats, one line per case and figure;
 OUT/results.json (default build/bench) has every raw number.
 
   bench.py [--quick] [--repeat N] [--cases REGEX] [--list] [--out DIR]
+  bench.py --analyzer-only [--quick] [--repeat N]
 
 --quick: a 256 MiB KVM case (when /dev/kvm is usable) and a 512 MiB TCG
 case with short windows, well under 2 minutes: it checks the machinery
@@ -589,6 +594,25 @@ def markdown(results):
     return '\n'.join(rows)
 
 
+def analyzer_bench(args):
+    """scripts/analyzer-bench.py: the analyzer's MB/s on 16 GiB guests'
+    synthetic logs, text and binary, next to a raw read (--quick: 4 GiB
+    guests, a few windows, once)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'analyzer_bench', os.path.join(HERE, 'analyzer-bench.py'))
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    rep = args.repeat if args.analyzer_only and args.repeat else (1 if args.quick else 3)
+    argv = ['--repeat', str(rep)]
+    if args.quick:
+        argv += ['--quick', '--pages', str(1 << 20), '--scale', '0.05']
+    a = ab.build_parser().parse_args(argv)
+    print(f'analyzer (scripts/analyzer-bench.py {" ".join(argv)}): MB/s of log read by '
+          'parse.parse(), median [min-max]', flush=True)
+    return ab.run(a, say=lambda m: print(m, flush=True))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                  epilog=__doc__.split('\n\n', 1)[1],
@@ -603,10 +627,16 @@ def main():
                     help='print the table of an earlier run as Markdown, and exit')
     ap.add_argument('--window', type=float, default=None,
                     help='seconds per measurement (default 4; quick 1.5)')
+    ap.add_argument('--analyzer-only', action='store_true',
+                    help='only the analyzer on large synthetic logs (scripts/analyzer-bench.py; '
+                         'no QEMU needed), and exit')
     args = ap.parse_args()
     if args.markdown:
         with open(args.markdown) as f:
             print(markdown(json.load(f)['results']))
+        return 0
+    if args.analyzer_only:
+        analyzer_bench(args)
         return 0
     args.build = os.environ.get('BUILD', os.path.join(TOP, 'build'))
     args.qemu = os.environ.get('QEMU', os.path.join(args.build, 'qemu-system-x86_64'))
@@ -667,6 +697,16 @@ def main():
     print(f'{args.repeat} run(s) per case, {args.window:g} s per measurement; '
           'median [min-max] over the runs of the per-run medians')
     print(table(results, args.periods))
+    try:
+        analyzer = analyzer_bench(args)
+    except Exception as e:      # a benchmark of its own: report, go on
+        analyzer = {'error': str(e)}
+        print(f'bench: analyzer-bench failed: {e}')
+    with open(os.path.join(args.out, 'results.json')) as f:
+        doc = json.load(f)
+    doc['analyzer'] = analyzer
+    with open(os.path.join(args.out, 'results.json'), 'w') as f:
+        json.dump(doc, f, indent=1)
     print(f"bench: done in {time.monotonic() - t0:.0f} s; {os.path.join(args.out, 'results.json')}")
     return 1 if any('error' in r for r in results) else 0
 

@@ -429,3 +429,280 @@ class Writer:
         if error is not None:
             p += _str(error)
         self.data += _record('E', p)
+
+
+# Reading with numpy: what parse.parse() uses.  The same log as to_text(),
+# but the PFN ranges come as arrays, never as text; the other lines (few)
+# are the text to_text() writes.  Anything it does not expect raises
+# BinLogError, and parse then reads the log through to_text(), which gives
+# the error.
+
+import numpy as np  # noqa: E402
+
+_BIG = 1 << 50          # page numbers and varints beyond this: leave it to to_text()
+
+
+def _varints_np(b):
+    """The LEB128 numbers of the bytes b (uint8 array) as int64."""
+    if not len(b):
+        return np.zeros(0, dtype=np.int64)
+    term = np.flatnonzero(b < 0x80)
+    if not len(term) or term[-1] != len(b) - 1:
+        raise BinLogError('a number runs past its page set')
+    starts = np.empty(len(term), dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = term[:-1] + 1
+    lens = term - starts + 1
+    width = int(lens.max())
+    if width > 7:
+        raise BinLogError('a number too large')
+    vals = (b[starts] & 0x7f).astype(np.int64)
+    for k in range(1, width):
+        m = np.flatnonzero(lens > k)
+        vals[m] |= (b[starts[m] + k] & 0x7f).astype(np.int64) << (7 * k)
+    return vals
+
+
+def _page_set_np(r, npages):
+    """_Reader.page_set() as (starts, ends) int64 arrays (ends exclusive)."""
+    if r.pos >= r.end:
+        raise BinLogError('a page set runs past the end of its record')
+    kind = r.data[r.pos]
+    r.pos += 1
+    n = r.varint()
+    start, stop = r.pos, r.pos + n
+    if stop > r.end:
+        raise BinLogError('a page set runs past the end of its record')
+    r.pos = stop
+    b = np.frombuffer(r.data, dtype=np.uint8, count=n, offset=start)
+    if kind == RUNS:
+        v = _varints_np(b)
+        m = len(v)
+        if not m:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z
+        if v.max() >= _BIG:
+            raise BinLogError('a number too large')
+        # a value is a run's first page, (gap << 1 | long), or the length of
+        # the long run before it: it is a length when the value before is a
+        # long run's first; after any value with the low bit clear a first
+        # comes, and from there firsts and lengths alternate
+        k = np.arange(m, dtype=np.int64)
+        anchor = np.zeros(m, dtype=np.int64)
+        anchor[1:] = np.where((v[:-1] & 1) == 0, k[1:], 0)
+        np.maximum.accumulate(anchor, out=anchor)
+        fidx = np.flatnonzero(((k - anchor) & 1) == 0)
+        fv = v[fidx]
+        long_ = (fv & 1) == 1
+        if long_[-1] and fidx[-1] == m - 1:
+            raise BinLogError('a run without its length')
+        nxt = v[np.minimum(fidx + 1, m - 1)]
+        runlen = np.where(long_, nxt + 2, 1)
+        cs = np.cumsum((fv >> 1) + runlen + 1)
+        ends = cs - 1
+        starts = ends - runlen
+    elif kind == BITMAP:
+        if not n:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z
+        bits = np.unpackbits(b, bitorder='little').view(np.int8)
+        d = np.diff(bits, prepend=np.int8(0), append=np.int8(0))
+        starts = np.flatnonzero(d == 1)
+        ends = np.flatnonzero(d == -1)
+    else:
+        raise BinLogError(f'unknown page set encoding {kind}')
+    if len(ends) and ends[-1] > npages:
+        raise BinLogError(f'a page set goes past page {npages}')
+    return starts.astype(np.int64), ends.astype(np.int64)
+
+
+def _select_np(s, e, ra, rb):
+    """_select(): the pages of the runs [s, e) whose rank is in [ra, rb)."""
+    if not len(ra):
+        return ra, rb
+    c = np.concatenate(([0], np.cumsum(e - s)))
+    if rb[-1] > c[-1]:
+        raise BinLogError('a zero page rank beyond the dirty pages')
+    j0 = np.searchsorted(c, ra, side='right') - 1
+    j1 = np.searchsorted(c, rb - 1, side='right') - 1
+    pieces = j1 - j0 + 1
+    rep = np.repeat(np.arange(len(ra)), pieces)
+    off = np.concatenate(([0], np.cumsum(pieces)[:-1]))
+    j = j0[rep] + (np.arange(len(rep)) - off[rep])
+    lo = np.maximum(ra[rep], c[j])
+    hi = np.minimum(rb[rep], c[j + 1])
+    first = s[j] + lo - c[j]
+    return _join(first, first + (hi - lo))
+
+
+def _join(a, b):
+    """Runs [a, b), ascending: the ones that touch joined."""
+    if len(a) < 2:
+        return a, b
+    new = np.concatenate(([True], a[1:] != b[:-1]))
+    if new.all():
+        return a, b
+    g = np.flatnonzero(new)
+    last = np.concatenate((g[1:] - 1, [len(a) - 1]))
+    return a[g], b[last]
+
+
+def _translate_np(s, e, segs, used):
+    """_translate(): PFN runs (first, n) per contributing segment, and the
+    unmapped runs as (first, n) arrays."""
+    parts = []
+    mapped = []
+    for page, npages, pfn in segs:
+        end = min(page + npages, used)
+        if page >= end:
+            continue
+        mapped.append((page, end))
+        j = max(int(np.searchsorted(s, page, side='right')) - 1, 0)
+        k = int(np.searchsorted(s, end, side='left'))
+        if j >= k:
+            continue
+        a = np.maximum(s[j:k], page)
+        b = np.minimum(e[j:k], end)
+        keep = a < b
+        if not keep.all():
+            a, b = a[keep], b[keep]
+        parts.append((a + (pfn - page), b - a))
+    mapped.sort()
+    merged = []
+    for a, b in mapped:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    z = np.zeros(0, dtype=np.int64)
+    if merged == [(0, used)] or not len(s):
+        return parts, (z, z)
+    # the runs less the mapped stretches: clipped to each gap between them
+    gaps, x = [], 0
+    for a, b in merged:
+        if a > x:
+            gaps.append((x, a))
+        x = max(x, b)
+    gaps.append((x, 1 << 62))
+    ua, un = [], []
+    for ga, gb in gaps:
+        a = np.maximum(s, ga)
+        b = np.minimum(e, gb)
+        keep = a < b
+        ua.append(a[keep])
+        un.append((b - a)[keep])
+    ua, un = np.concatenate(ua), np.concatenate(un)
+    order = np.argsort(ua, kind='stable')
+    return parts, (ua[order], un[order])
+
+
+def _merge_np(parts):
+    """_merge() of the PFN runs of several segments; (first, last) arrays."""
+    if not parts:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z
+    a = np.concatenate([p[0] for p in parts])
+    n = np.concatenate([p[1] for p in parts])
+    if len(parts) > 1:
+        if len(a) > 1 and not (a[1:] >= a[:-1]).all():
+            order = np.lexsort((n, a))
+            a, n = a[order], n[order]
+        a, b = _join(a, a + n)
+        return a, b - 1
+    return a, a + n - 1
+
+
+def decode(data):
+    """The log as to_text() gives it, line by line (str, no newline), but
+    each iteration's pfns and zero lines as one ('pfns' or 'zero', first,
+    last, lines) with the ranges as int64 arrays and how many lines they
+    would take."""
+    blocks = None
+    for rtype, start, end in records(data):
+        r = _Reader(data, start, end)
+        if rtype == ord('H'):
+            if blocks is not None:
+                raise BinLogError('a second header')
+            version = r.varint()
+            if version != VERSION:
+                raise BinLogError('unsupported binary format version')
+            qemu, accel = r.str(), r.str()
+            page_size, period, iterations = r.varint(), r.varint(), r.varint()
+            start_time, blocked = r.str(), r.str()
+            yield 'bitmap-trace v2'
+            yield (f'meta qemu={qemu} accel={accel} page-size={page_size} '
+                   f'period-ms={period} iterations={iterations} start={start_time}')
+            if blocked:
+                yield f'blocked reason={blocked}'
+            blocks = []
+            for _ in range(r.varint()):
+                name, pages, segs = r.str(), r.varint(), r.segs()
+                blocks.append([name, pages, segs])
+                yield (f'block name={name} pages={pages} map=' +
+                       ','.join(f'{pfn:x}+{n}' for _, n, pfn in segs))
+        elif blocks is None:
+            raise BinLogError('a record before the header')
+        elif rtype == ord('I'):
+            yield from _iteration_np(r, blocks)
+        elif rtype == ord('U'):
+            name, pages = r.str(), r.varint()
+            yield f'untraced name={name} pages={pages}'
+        elif rtype == ord('E'):
+            status, iterations = r.str(), r.varint()
+            error = r.str() if r.pos < end else None
+            yield (f'end status={status} iterations={iterations}' +
+                   (f' error={error}' if error is not None else ''))
+        else:
+            raise BinLogError('unknown record type')
+        if r.pos != end:
+            raise BinLogError('bytes left over in a record')
+    if blocks is None:
+        raise BinLogError('the log has no header')
+
+
+def _lines_of(out, word, prefix, a, n):
+    runs = list(zip(a.tolist(), n.tolist()))
+    for i in range(0, len(runs), RANGES_PER_LINE):
+        out.append(word + ''.join(
+            f' {prefix}{x:x}' if k == 1 else f' {prefix}{x:x}-{x + k - 1:x}'
+            for x, k in runs[i:i + RANGES_PER_LINE]))
+
+
+def _iteration_np(r, blocks):
+    n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us = \
+        (r.varint() for _ in range(8))
+    pparts, zparts, ulines, uzlines = [], [], [], []
+    last = -1
+    for _ in range(r.varint()):
+        i = r.varint()
+        if i <= last or i >= len(blocks):
+            raise BinLogError('block entry out of order or unknown')
+        last = i
+        b = blocks[i]
+        flags = r.varint()
+        if flags & ~(USED | MAP):
+            raise BinLogError('unknown block entry flags')
+        if flags & USED:
+            b[1] = r.varint()
+        if flags & MAP:
+            b[2] = r.segs()
+        s, e = _page_set_np(r, b[1])
+        ndirty = int((e - s).sum())
+        ra, rb = _page_set_np(r, ndirty)
+        zs, ze = _select_np(s, e, ra, rb)
+        p, (ua, un) = _translate_np(s, e, b[2], b[1])
+        zp, (za, zn) = _translate_np(zs, ze, b[2], b[1])
+        pparts += p
+        zparts += zp
+        if len(ua):
+            _lines_of(ulines, 'unmapped', b[0] + ':', ua, un)
+        if len(za):
+            _lines_of(uzlines, 'unmapped-zero', b[0] + ':', za, zn)
+    yield (f'iter n={n} t-ms={t_us // 1000}.{t_us % 1000:03d} dirty={dirty} '
+           f'unmapped={unmapped} zero={zero} sync-us={sync_us} '
+           f'harvest-us={harvest_us} zero-us={zero_us}')
+    for word, parts, after in (('pfns', pparts, ulines), ('zero', zparts, uzlines)):
+        a, b = _merge_np(parts)
+        if len(a):
+            yield (word, a, b, -(-len(a) // RANGES_PER_LINE))
+        yield from after

@@ -83,9 +83,9 @@ class PageSpace:
     @staticmethod
     def _expand(ranges):
         """Inclusive (first, last) ranges -> an int64 array of every number."""
-        if not ranges:
+        r = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+        if not len(r):
             return np.zeros(0, dtype=np.int64)
-        r = np.array(ranges, dtype=np.int64).reshape(-1, 2)
         lens = r[:, 1] - r[:, 0] + 1
         starts = np.repeat(r[:, 0] - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
         return starts + np.arange(int(lens.sum()), dtype=np.int64)
@@ -104,12 +104,12 @@ class PageSpace:
 
     def pages(self, it):
         """Every page an iteration lists, as migration page indexes."""
-        return np.concatenate((self.pfns_to_index(it.pfns),
+        return np.concatenate((self.pfns_to_index(it.pfn_array),
                                self.unmapped_to_index(it.unmapped_pages)))
 
     def zero_pages(self, it):
         """The pages of a (v2) iteration that were all zero."""
-        return np.concatenate((self.pfns_to_index(it.zero_pfns),
+        return np.concatenate((self.pfns_to_index(it.zero_array),
                                self.unmapped_to_index(it.unmapped_zero)))
 
 

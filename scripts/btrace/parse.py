@@ -2,7 +2,8 @@
 """Read and validate a bitmap-trace log: text format v1 or v2, or binary v3.
 
 A binary log (it starts with binlog.MAGIC) is read as the text log of the
-same trace (binlog.to_text()), which is checked like any other.
+same trace, which is checked like any other: binlog.decode() gives its lines
+but the PFN ranges as arrays (what binlog.to_text() would write).
 
 The format is docs/devel/migration/bitmap-trace.rst.  v2 is v1 plus zero-page
 information:
@@ -16,9 +17,12 @@ information:
     "unmapped-zero" lines (block:first[-last], a subset of its unmapped
     pages), split over several lines like pfns.
 
-parse() raises LogError with the line number on the first error.  The ranges
-are kept as lists of inclusive (first, last) tuples; model.PageSpace turns
-them into page indexes.
+parse() raises LogError with the line number on the first error.  The PFN
+ranges are kept as (n, 2) int64 arrays of inclusive (first, last)
+(Iteration.pfn_array, .zero_array; .pfns and .zero_pfns give them as lists
+of tuples); model.PageSpace turns them into page indexes.  The fast path
+(numpy, below) reads valid logs; parse_text_ref(), the line-by-line parser,
+reads any log the fast path does not take, and gives the first error.
 """
 
 import collections
@@ -118,9 +122,13 @@ class Iteration:
         self.lineno = lineno
         self.zero = zero            # v2: pages found all zero (None in v1)
         self.zero_us = zero_us      # v2: time the zero scan took
-        self.pfns = []              # (first, last) inclusive, ascending
+        # (first, last) inclusive, ascending: a list of tuples (the
+        # reference parser) or an (n, 2) int64 array (the fast one); read
+        # them as lists with .pfns / .zero_pfns, as arrays with .pfn_array /
+        # .zero_array
+        self._pfns = []
         self.unmapped_pages = []    # (block, first, last)
-        self.zero_pfns = []         # v2: subset of pfns
+        self._zero_pfns = []        # v2: subset of pfns
         self.unmapped_zero = []     # v2: subset of unmapped_pages
         self.untraced = []          # (name, pages): RAM added, not traced
         self.pfn_count = 0
@@ -131,6 +139,37 @@ class Iteration:
     def total(self):
         """Pages dirtied in the window, mapped or not."""
         return self.dirty
+
+    @property
+    def pfns(self):
+        """The PFN ranges, [(first, last)] inclusive, ascending."""
+        return _as_list(self._pfns)
+
+    @property
+    def zero_pfns(self):
+        """v2: the zero PFN ranges, a subset of pfns."""
+        return _as_list(self._zero_pfns)
+
+    @property
+    def pfn_array(self):
+        """The PFN ranges as an (n, 2) int64 array of (first, last)."""
+        return _as_array(self._pfns)
+
+    @property
+    def zero_array(self):
+        return _as_array(self._zero_pfns)
+
+
+def _as_list(r):
+    if isinstance(r, np.ndarray):
+        return [tuple(x) for x in r.tolist()]
+    return r
+
+
+def _as_array(r):
+    if isinstance(r, np.ndarray):
+        return r
+    return np.array(r, dtype=np.int64).reshape(-1, 2)
 
 
 class Log:
@@ -143,6 +182,7 @@ class Log:
         self.end = None         # dict: status, iterations, error
         self.map = []           # sorted (first, last, block) for lookups
         self.binary = False     # read from a binary log (format v3)
+        self.all_pfns = None    # fast path: every PFN range of every iteration, (n, 2)
 
     @property
     def has_zero(self):
@@ -171,21 +211,28 @@ def read_text(path):
 def parse(path):
     """Parse and validate a log file (text v1 or v2, binary v3); raise
     LogError on the first error."""
-    text, binary = read_text(path)
-    log = parse_text(text)
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as e:
+        raise LogError(f'{path}: {e.strerror}')
+    binary = binlog.is_binary(data)
+    log = None
+    if binary:
+        log = _fast(_binary_items, data)
+    elif data.isascii():
+        log = _fast(_text_items, data)
+    if log is None:
+        # the reference: slower, and gives the first error
+        text, binary = read_text(path)
+        log = parse_text_ref(text)
     log.binary = binary
     return log
 
 
-def parse_text(text):
-    """Parse and validate the text of a log."""
-    log = Log()
-    if not text:
-        raise LogError('the log is empty')
-    if not text.endswith('\n'):
-        raise LogError('the last line is incomplete (no newline at the end)')
-    lines = text[:-1].split('\n')
-
+def _head(log, line1, line2):
+    """The first two lines: the version and the meta line."""
+    lines = [line1, line2] if line2 is not None else [line1]
     m = re.fullmatch(r'bitmap-trace v([0-9]+)', lines[0])
     if not m:
         if lines[0].startswith('bitmap-trace v'):
@@ -213,16 +260,72 @@ def parse_text(text):
     if log.meta['page_size'] == 0 or log.meta['page_size'] & (log.meta['page_size'] - 1):
         raise LogError(f'line 2: page-size={log.meta["page_size"]} is not a power of two')
 
+
+def parse_text(text):
+    """Parse and validate the text of a log."""
+    data = text.encode('utf-8', 'surrogatepass') if isinstance(text, str) else text
+    log = _fast(_text_items, data) if data.isascii() else None
+    return log if log is not None else parse_text_ref(text)
+
+
+def parse_text_ref(text):
+    """Parse and validate the text of a log, line by line in Python: the
+    reference the fast path (parse_text) is checked against, and what gives
+    the error when the fast path finds one."""
+    log = Log()
+    if not text:
+        raise LogError('the log is empty')
+    if not text.endswith('\n'):
+        raise LogError('the last line is incomplete (no newline at the end)')
+    lines = text[:-1].split('\n')
+
+    _head(log, lines[0], lines[1] if len(lines) > 1 else None)
+    items = ((i, *line.partition(' ')[::2]) for i, line in enumerate(lines[2:], start=3))
+    _records(log, items, _ref_ranges, check_counts)
+    _finish(log)
+    return log
+
+
+def _ref_ranges(cur, word, rest, i):
+    """A pfns or zero line, parsed and checked at once."""
+    dest = cur._pfns if word == 'pfns' else cur._zero_pfns
+    what = 'pfn' if word == 'pfns' else 'zero pfn'
+    if RANGES_LINE.fullmatch(rest):
+        # the common case, checked as a whole line: no per-token regex
+        n, prev = _fast_ranges(rest, dest)
+        if n is None:
+            raise LogError(f'line {i}: {what} range {prev}')
+        if word == 'pfns':
+            cur.pfn_count += n
+        else:
+            cur.zero_count += n
+        return
+    for tok in rest.split(' ') if rest else []:
+        a, b = hex_range(tok, what, i)
+        if dest and a <= dest[-1][1] + 1:
+            raise LogError(f'line {i}: {what} range {tok} is not above the one before it '
+                           '(ranges are ascending, disjoint and not adjacent)')
+        dest.append((a, b))
+        if word == 'pfns':
+            cur.pfn_count += b - a + 1
+        else:
+            cur.zero_count += b - a + 1
+
+
+def _records(log, items, on_ranges, on_counts):
+    """The lines after the meta line, (line number, first word, the rest)
+    each: on_ranges(iteration, word, rest, line number) takes the pfns and
+    zero lines, on_counts(iteration) checks an iteration once all its
+    lines are read."""
     names = {}
     cur = None
     # Within an iteration the records come in this order (v2 adds the last two)
     order = {'pfns': 0, 'unmapped': 1, 'zero': 2, 'unmapped-zero': 3,
              'untraced': 4}
     stage = -1
-    for i, line in enumerate(lines[2:], start=3):
+    for i, word, rest in items:
         if log.end is not None:
             raise LogError(f'line {i}: text after the end line')
-        word, _, rest = line.partition(' ')
         if word in order:
             if cur is None:
                 raise LogError(f'line {i}: {word} line before any iteration')
@@ -264,7 +367,7 @@ def parse_text(text):
             log.blocks.append({'name': name, 'pages': int(mb.group(2)), 'map': ranges})
         elif word == 'iter':
             if cur is not None:
-                check_counts(cur)
+                on_counts(cur)
             f = split_fields(rest, i)
             keys = ['n', 't-ms', 'dirty', 'unmapped', 'sync-us', 'harvest-us']
             if log.version >= 2:
@@ -286,28 +389,7 @@ def parse_text(text):
             log.iters.append(cur)
             stage = -1
         elif word in ('pfns', 'zero'):
-            dest = cur.pfns if word == 'pfns' else cur.zero_pfns
-            what = 'pfn' if word == 'pfns' else 'zero pfn'
-            if RANGES_LINE.fullmatch(rest):
-                # the common case, checked as a whole line: no per-token regex
-                n, prev = _fast_ranges(rest, dest)
-                if n is None:
-                    raise LogError(f'line {i}: {what} range {prev}')
-                if word == 'pfns':
-                    cur.pfn_count += n
-                else:
-                    cur.zero_count += n
-                continue
-            for tok in rest.split(' ') if rest else []:
-                a, b = hex_range(tok, what, i)
-                if dest and a <= dest[-1][1] + 1:
-                    raise LogError(f'line {i}: {what} range {tok} is not above the one before it '
-                                   '(ranges are ascending, disjoint and not adjacent)')
-                dest.append((a, b))
-                if word == 'pfns':
-                    cur.pfn_count += b - a + 1
-                else:
-                    cur.zero_count += b - a + 1
+            on_ranges(cur, word, rest, i)
         elif word in ('unmapped', 'unmapped-zero'):
             dest = cur.unmapped_pages if word == 'unmapped' else cur.unmapped_zero
             for tok in rest.split(' ') if rest else []:
@@ -324,7 +406,7 @@ def parse_text(text):
                     cur.zero_count += b - a + 1
         elif word == 'end':
             if cur is not None:
-                check_counts(cur)
+                on_counts(cur)
             f = split_fields(rest, i)
             need(f, ('status', 'iterations'), 'end', i)
             if f['status'] not in STATUSES:
@@ -340,15 +422,243 @@ def parse_text(text):
         elif word not in order:
             raise LogError(f'line {i}: unknown record {word!r}')
     if cur is not None and log.end is None:
-        check_counts(cur)
+        on_counts(cur)
 
+
+def _finish(log):
     if not log.blocks:
         raise LogError('no block line: the log names no traced RAM')
     check_map(log)
     check_pfns_mapped(log)
     check_baseline(log)
     check_end(log)
-    return log
+
+
+# ---------------------------------------------------------------------------
+# The fast path
+#
+# The same state machine (_records) runs over the lines that are not PFN
+# ranges; the pfns and zero lines are only collected, then decoded all at
+# once with numpy (_decode_ranges) and checked as arrays (_check_ranges).
+# Any error, or anything out of the ordinary (a number of more than 15 hex
+# digits, a character that has no place in a range line), sends the log to
+# the reference parser, which gives the first error in line order, as it
+# always did.  So the fast path only has to be right on valid logs, and the
+# tests compare it with the reference on tricky ones.
+
+class _Fallback(Exception):
+    pass
+
+
+def _fast(items_of, data):
+    """The log parsed by the fast path, or None: the reference must run."""
+    try:
+        log = Log()
+        pending = {'pfns': ([], []), 'zero': ([], [])}
+
+        def on_ranges(cur, word, rest, i):
+            if len(rest):
+                lines, owners = pending[word]
+                lines.append(rest)
+                owners.append(len(log.iters) - 1)
+
+        _records(log, items_of(log, data), on_ranges, lambda it: None)
+        _check_ranges(log, pending)
+        _finish(log)
+        return log
+    except (LogError, _Fallback, binlog.BinLogError):
+        return None
+
+
+def _text_items(log, data):
+    """(line number, word, rest) of the lines after the meta line: rest as
+    str, but as bytes for pfns and zero lines (collected, decoded later)."""
+    if not data.endswith(b'\n'):
+        raise _Fallback
+    lines = data[:-1].split(b'\n')
+    if len(lines) < 2:
+        raise _Fallback
+    _head(log, lines[0].decode(), lines[1].decode())
+    for i, line in enumerate(lines[2:], start=3):
+        word, _, rest = line.partition(b' ')
+        if word == b'pfns' or word == b'zero':
+            yield i, word.decode(), rest
+        else:
+            yield i, word.decode(), rest.decode()
+
+
+def _binary_items(log, data):
+    """The same for a binary log (binlog.decode()): the lines to_text()
+    would write, but each iteration's pfns and zero ranges as arrays."""
+    items = binlog.decode(data)
+    head = [next(items, None), next(items, None)]
+    if not all(isinstance(x, str) for x in head):
+        raise _Fallback
+    _head(log, *head)
+    i = 3
+    for item in items:
+        if isinstance(item, tuple):
+            word, a, b, nlines = item
+            yield i, word, (a, b)
+            i += nlines
+            continue
+        if '\n' in item:
+            raise _Fallback                  # a string with a newline in it
+        word, _, rest = item.partition(' ')
+        yield i, word, rest
+        i += 1
+
+
+# A range line's characters: a hex digit -> its value, the separators -> 16
+# (space), 17 (dash), 18 (newline), anything else -> 255
+_CLS = np.full(256, 255, dtype=np.uint8)
+_CLS[ord('0'):ord('9') + 1] = np.arange(10)
+_CLS[ord('a'):ord('f') + 1] = np.arange(10, 16)
+_SPACE, _DASH, _NL = 16, 17, 18
+_CLS[ord(' ')], _CLS[ord('-')], _CLS[ord('\n')] = _SPACE, _DASH, _NL
+_TABLE = bytes(_CLS.tolist())
+_PAD = 16
+_CHUNK = 1 << 23
+# the low 4 x k bits of a word: the nibbles of the last k digits
+_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+_U = np.uint64
+
+
+def _nibbles(x, lens):
+    """x: 8 digit values (bytes) a word, the last digit in the top byte;
+    the number formed by the last lens of them."""
+    x = x.byteswap()                    # the last digit in the low byte
+    x &= _MASKS[lens]
+    x = (x | (x >> _U(4))) & _U(0x00FF00FF00FF00FF)
+    x = (x | (x >> _U(8))) & _U(0x0000FFFF0000FFFF)
+    x = (x | (x >> _U(16))) & _U(0x00000000FFFFFFFF)
+    return x
+
+
+def _decode_chunk(rests):
+    """The ranges of the range lines rests (bytes, the word taken off, none
+    empty): (first, last) as int64 arrays, and the index of the first range
+    of each line."""
+    cb = b'\n'.join([b'\n' * (_PAD - 1)] + rests).translate(_TABLE)
+    if cb.find(b'\xff', _PAD) >= 0:
+        raise _Fallback                      # a character out of place
+    cls = np.frombuffer(cb, dtype=np.uint8)
+    body = cls[_PAD:]
+    seps = np.flatnonzero(body >= _SPACE)   # each number ends at one, or at the end
+    n = len(seps) + 1
+    ends = np.empty(n, dtype=np.int64)
+    ends[:-1] = seps
+    ends[-1] = len(body)
+    lens = np.empty(n, dtype=np.int64)
+    lens[0] = ends[0]
+    np.subtract(ends[1:], ends[:-1], out=lens[1:])
+    lens[1:] -= 1
+    if lens.min() < 1 or lens.max() > 15:
+        raise _Fallback                      # an empty token, or a huge number
+    # the 8 bytes that end at each number's end, read as one word
+    words = np.ndarray(shape=(len(cb) - 7,), dtype='<u8', buffer=cb, strides=(1,))
+    ends += _PAD - 8
+    if lens.max() <= 8:
+        vals = _nibbles(words[ends], lens)
+    else:
+        vals = _nibbles(words[ends], np.minimum(lens, 8))
+        vals |= _nibbles(words[ends - 8], np.maximum(lens - 8, 0)) << _U(32)
+    vals = vals.view(np.int64)
+    sep = body[seps]
+    dash = sep == _DASH                     # number k is followed by '-'
+    if len(dash) > 1 and (dash[:-1] & dash[1:]).any():
+        raise _Fallback                      # a-b-c
+    is_last = np.zeros(n, dtype=bool)
+    is_last[1:] = dash
+    first = np.flatnonzero(~is_last)
+    last = first + np.concatenate((dash, [False]))[first]
+    # the number starting each line, and so the range starting it
+    starts = np.concatenate(([0], np.flatnonzero(sep == _NL) + 1))
+    return vals[first], vals[last], np.searchsorted(first, starts)
+
+
+def _decode_ranges(rests):
+    """_decode_chunk() over all rests, in chunks of about _CHUNK bytes:
+    the ranges as an (n, 2) array of (first, last) and the range each line
+    starts at."""
+    parts, lines = [], []
+    i = done = 0
+    while i < len(rests):
+        j, size = i, 0
+        while j < len(rests) and (size < _CHUNK or j == i):
+            size += len(rests[j]) + 1
+            j += 1
+        a, b, ls = _decode_chunk(rests[i:j])
+        parts.append((a, b))
+        lines.append(ls + done)
+        done += len(a)
+        i = j
+    lines.append([done])
+    r = np.empty((done, 2), dtype=np.int64, order='F')     # columns contiguous
+    k = 0
+    for a, b in parts:
+        r[k:k + len(a), 0] = a
+        r[k:k + len(a), 1] = b
+        k += len(a)
+    return r, np.concatenate(lines) if parts else np.zeros(1, dtype=np.int64)
+
+
+def _check_ranges(log, pending):
+    """Decode the collected pfns and zero lines, check them as the
+    reference does (ascending, disjoint, not adjacent within an iteration;
+    zero ranges among the pfns; the counts) and give each iteration its
+    arrays."""
+    nit = len(log.iters)
+    arrays = {}
+    for word, (rests, owners) in pending.items():
+        owners = np.array(owners, dtype=np.int64)
+        if rests and isinstance(rests[0], tuple):
+            # decoded already (binary): (first, last) arrays per iteration
+            n = sum(len(x[0]) for x in rests)
+            r = np.empty((n, 2), dtype=np.int64, order='F')
+            k = 0
+            for x, y in rests:
+                r[k:k + len(x), 0] = x
+                r[k:k + len(x), 1] = y
+                k += len(x)
+            line_start = np.concatenate(([0], np.cumsum([len(x[0]) for x in rests])))
+        else:
+            r, line_start = _decode_ranges(rests)
+        a, b = r[:, 0], r[:, 1]
+        # the ranges of iteration k: bounds[k]..bounds[k + 1]
+        bounds = line_start[np.searchsorted(owners, np.arange(nit + 1))]
+        lens = b - a
+        if (lens < 0).any():
+            raise _Fallback
+        if len(a) > 1:
+            # ascending, disjoint, not adjacent, but across iterations
+            bad = np.flatnonzero(a[1:] <= b[:-1] + 1) + 1
+            if len(bad) and not np.isin(bad, bounds).all():
+                raise _Fallback
+        count = np.zeros(nit, dtype=np.int64)
+        full = np.flatnonzero(bounds[1:] > bounds[:-1])
+        if len(full):
+            # pages per iteration: the empty ones in between start where
+            # the next one does, so each sum runs to the next full one
+            count[full] = np.add.reduceat(lens, bounds[full]) + np.diff(bounds)[full]
+        arrays[word] = (r, a, b, bounds, count)
+    pr, pa, pb, pbounds, pcount = arrays['pfns']
+    zr, za, zb, zbounds, zcount = arrays['zero']
+    if len(za):
+        # every zero range inside one pfns range of its iteration
+        for k in np.flatnonzero(zcount):
+            p0, p1 = pbounds[k], pbounds[k + 1]
+            z0, z1 = zbounds[k], zbounds[k + 1]
+            j = np.searchsorted(pa[p0:p1], za[z0:z1], side='right') - 1
+            if j[0] < 0 or (pb[p0:p1][j] < zb[z0:z1]).any():
+                raise _Fallback
+    for k, it in enumerate(log.iters):
+        it._pfns = pr[pbounds[k]:pbounds[k + 1]]
+        it._zero_pfns = zr[zbounds[k]:zbounds[k + 1]]
+        it.pfn_count = int(pcount[k])
+        it.zero_count += int(zcount[k])     # plus the unmapped-zero pages
+        check_counts(it, ranges_checked=True)
+    log.all_pfns = pr
 
 
 def _ascending_per_block(it, ranges, what):
@@ -375,7 +685,7 @@ def _subset(small, big):
     return None
 
 
-def check_counts(it):
+def check_counts(it, ranges_checked=False):
     """dirty counts every page listed, on pfns and unmapped lines alike;
     unmapped counts those on unmapped lines; v2: zero counts those on zero
     and unmapped-zero lines, each a subset of its pfns or unmapped lines."""
@@ -393,7 +703,7 @@ def check_counts(it):
     if it.zero_count != it.zero:
         raise LogError(f'line {it.lineno}: iteration {it.n} says zero={it.zero} '
                        f'but lists {it.zero_count} zero pages')
-    bad = _subset(it.zero_pfns, it.pfns)
+    bad = None if ranges_checked else _subset(it.zero_pfns, it.pfns)
     if bad:
         raise LogError(f'line {it.lineno}: iteration {it.n}: zero pfn range '
                        f'{bad[0]:x}-{bad[1]:x} is not among its pfns')
@@ -432,15 +742,24 @@ def check_pfns_mapped(log):
         else:
             joined.append([a, b])
     starts = [a for a, _ in joined]
-    bad = None
-    for it in log.iters:
-        if not it.pfns:
-            continue
-        firsts, lasts = zip(*it.pfns)
+    ends = np.array([b for _, b in joined] + [-1])
+
+    def mapped(firsts, lasts):
         k = np.searchsorted(starts, firsts, side='right') - 1
-        ends = np.array([b for _, b in joined] + [-1])
-        ok = (k >= 0) & (np.asarray(lasts) <= ends[k])
-        if not ok.all():
+        return ((k >= 0) & (np.asarray(lasts) <= ends[k])).all()
+
+    bad = None
+    whole = log.all_pfns
+    if whole is not None and mapped(whole[:, 0], whole[:, 1]):
+        return
+    for it in log.iters:
+        if not len(it._pfns):
+            continue
+        if isinstance(it._pfns, np.ndarray):
+            firsts, lasts = it._pfns[:, 0], it._pfns[:, 1]
+        else:
+            firsts, lasts = zip(*it._pfns)
+        if not mapped(firsts, lasts):
             bad = it
             break
     if bad is None:

@@ -128,9 +128,9 @@ def heatmap_bins(log, row_pages=None, windows_per_col=None, max_rows=MAX_ROWS,
     unmapped = 0
     for i, it in enumerate(windows):
         unmapped += it.unmapped
-        if not it.pfns:
+        r = it.pfn_array
+        if not len(r):
             continue
-        r = np.array(it.pfns, dtype=np.int64).reshape(-1, 2)
         starts = r[:, 0]
         lens = r[:, 1] - r[:, 0] + 1
         before = np.concatenate(([0], np.cumsum(lens)))     # pages in the ranges before j

@@ -186,6 +186,7 @@ HEADER = 8                    # save_page_header(): be64 offset | flags
 ITERATE_OVERHEAD = 5 + 5 + 8  # section header + footer + RAM_SAVE_FLAG_EOS
 CLEAR_BITMAP_SHIFT_MIN, CLEAR_BITMAP_SHIFT_MAX = 6, 31
 STEADY_ROUNDS = 10            # see NOT CONVERGING
+BUCKETS = 1024                # Trace: time buckets per window
 
 DEFAULTS = {
     'max_bandwidth': 128 * 1024 * 1024,    # MAX_THROTTLE, options.c
@@ -272,24 +273,42 @@ class Trace:
         self.write_time = write_time
         t0 = log.iters[0].t_ms / 1000 if log.iters else 0.0
         self.starts, self.ends, self.wpages, self.wtimes, self.wzero = [], [], [], [], []
+        # each window's writes sorted by a bucket of their time (a radix
+        # sort, O(n)), not by their time: writes() only needs the writes of a
+        # span, in any order within a window; per bucket its first write and
+        # the earliest and latest time
+        self.wbucket = []
         prev = t0
+        mark = np.zeros(self.npages, dtype=bool)
         for it in log.iters[1:]:
             start, end = prev - t0, it.t_ms / 1000 - t0
             prev = it.t_ms / 1000
             pages = space.pages(it)
             zero = np.zeros(len(pages), dtype=bool)
             if self.has_zero and it.zero:
-                zero = np.isin(pages, space.zero_pages(it))
+                # np.isin(pages, zero pages), in O(n)
+                zp = space.zero_pages(it)
+                mark[zp] = True
+                zero = mark[pages]
+                mark[zp] = False
             if write_time == 'start':
                 frac = np.zeros(len(pages))
             else:
                 frac = _hash01(pages, it.n)
-            order = np.argsort(frac, kind='stable')
+            times = start + frac * (end - start)
+            key = np.minimum(frac * BUCKETS, BUCKETS - 1).astype(np.uint16)
+            order = np.argsort(key, kind='stable')
+            key = key[order]
+            times = times[order]
+            first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) \
+                if len(key) else np.zeros(0, dtype=np.int64)
             self.starts.append(start)
             self.ends.append(end)
             self.wpages.append(pages[order])
-            self.wtimes.append(start + frac[order] * (end - start))
+            self.wtimes.append(times)
             self.wzero.append(zero[order])
+            self.wbucket.append((first, np.minimum.reduceat(times, first) if len(first) else times,
+                                 np.maximum.reduceat(times, first) if len(first) else times))
         self.starts = np.array(self.starts)
         self.ends = np.array(self.ends)
         self.length = float(self.ends[-1]) if len(self.ends) else 0.0
@@ -305,8 +324,10 @@ class Trace:
                 self.zero_page_s = us / z / 1e6
 
     def writes(self, a, b):
-        """The writes in migration time [a, b): (pages, times, zero), in time
-        order, and whether the trace was replayed past its end for them."""
+        """The writes in migration time [a, b): (pages, times, zero), window
+        after window (within a window in no particular order: a window lists
+        a page once), and whether the trace was replayed past its end for
+        them."""
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool))
         T = self.length
         if T <= 0 or b <= a:
@@ -321,12 +342,31 @@ class Trace:
             i0 = min(i0, int(np.searchsorted(self.ends, lo, side='left')))
             for w in range(i0, min(i1, len(self.ends))):
                 tw = self.wtimes[w]
-                j0 = int(np.searchsorted(tw, lo, side='left'))
-                j1 = int(np.searchsorted(tw, hi, side='left'))
-                if j1 > j0:
-                    pages.append(self.wpages[w][j0:j1])
-                    times.append(tw[j0:j1] + k * T)
-                    zero.append(self.wzero[w][j0:j1])
+                first, bmin, bmax = self.wbucket[w]
+                # the buckets with a time in [lo, hi): times ascend from
+                # bucket to bucket, not within one
+                b0 = int(np.searchsorted(bmax, lo, side='left'))
+                b1 = int(np.searchsorted(bmin, hi, side='left'))
+                if b1 <= b0:
+                    continue
+                ends = first[1:]
+                # whole buckets as a slice; only the edge ones filtered by time
+                m0 = b0 + (bmin[b0] < lo)
+                m1 = b1 - (bmax[b1 - 1] >= hi)
+                parts = []
+                for e in ([b0] if m0 > b0 else []) + ([b1 - 1] if m1 < b1 and b1 - 1 >= m0 else []):
+                    j0 = int(first[e])
+                    j1 = int(ends[e]) if e < len(ends) else len(tw)
+                    t = tw[j0:j1]
+                    parts.append(np.flatnonzero((t >= lo) & (t < hi)) + j0)
+                if m1 > m0:
+                    j1 = int(ends[m1 - 1]) if m1 - 1 < len(ends) else len(tw)
+                    parts.append(slice(int(first[m0]), j1))
+                for sel in parts:
+                    if isinstance(sel, slice) or len(sel):
+                        pages.append(self.wpages[w][sel])
+                        times.append(tw[sel] + k * T)
+                        zero.append(self.wzero[w][sel])
             k += 1
         extrapolated = b > T
         if not pages:
