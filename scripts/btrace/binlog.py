@@ -243,6 +243,30 @@ def records(data):
         pos = r.pos + n
 
 
+# What a sync found changed, after its iteration record: A, a RAM block
+# added (it takes the next block number); R, a block removed; B, a new
+# migration blocker; U (logs of earlier versions), a block not traced
+_CHANGES = {ord('A'), ord('R'), ord('B'), ord('U')}
+
+
+def _change(rtype, r, blocks):
+    """The text line of an A, R, B or U record."""
+    if rtype == ord('A'):
+        name, pages, zero, segs = r.str(), r.varint(), r.varint(), r.segs()
+        blocks.append([name, pages, segs])
+        return (f'added name={name} pages={pages} zero={zero} map=' +
+                ','.join(f'{pfn:x}+{n}' for _, n, pfn in segs))
+    if rtype == ord('R'):
+        i = r.varint()
+        if i >= len(blocks):
+            raise BinLogError(f'byte {r.pos}: removed block {i} is unknown')
+        return f'removed name={blocks[i][0]}'
+    if rtype == ord('B'):
+        return f'blocked reason={r.str()}'
+    name, pages = r.str(), r.varint()
+    return f'untraced name={name} pages={pages}'
+
+
 def to_text(data):
     """The text (format v2) of the binary log data (bytes)."""
     out = []
@@ -262,8 +286,8 @@ def to_text(data):
             out.append('bitmap-trace v2\n')
             out.append(f'meta qemu={qemu} accel={accel} page-size={page_size} '
                        f'period-ms={period} iterations={iterations} start={start_time}\n')
-            if blocked:
-                out.append(f'blocked reason={blocked}\n')
+            # the reasons at the start, one per line
+            out.extend(f'blocked reason={x}\n' for x in blocked.split('\n') if blocked)
             blocks = []
             for _ in range(r.varint()):
                 name, pages, segs = r.str(), r.varint(), r.segs()
@@ -274,9 +298,8 @@ def to_text(data):
             raise BinLogError(f'byte {start}: a record before the header')
         elif rtype == ord('I'):
             _iteration(r, blocks, out)
-        elif rtype == ord('U'):
-            name, pages = r.str(), r.varint()
-            out.append(f'untraced name={name} pages={pages}\n')
+        elif rtype in _CHANGES:
+            out.append(_change(rtype, r, blocks) + '\n')
         elif rtype == ord('E'):
             status, iterations = r.str(), r.varint()
             error = r.str() if r.pos < end else None
@@ -389,7 +412,8 @@ class Writer:
 
     def header(self, qemu, accel, page_size, period_ms, iterations, start, blocks,
                blocked=''):
-        """blocks: (name, pages, segs), segs [(page, npages, pfn)] in GPA order."""
+        """blocks: (name, pages, segs), segs [(page, npages, pfn)] in GPA order;
+        blocked: the reasons, separated by newlines."""
         p = _varint(VERSION) + _str(qemu) + _str(accel) + _varint(page_size)
         p += _varint(period_ms) + _varint(iterations) + _str(start) + _str(blocked)
         p += _varint(len(blocks))
@@ -423,6 +447,17 @@ class Writer:
 
     def untraced(self, name, pages):
         self.data += _record('U', _str(name) + _varint(pages))
+
+    def added(self, name, pages, zero, segs):
+        self.data += _record('A', _str(name) + _varint(pages) + _varint(zero) +
+                             _segs(segs))
+        self.blocks.append([pages, list(segs)])
+
+    def removed(self, index):
+        self.data += _record('R', _varint(index))
+
+    def blocked(self, reason):
+        self.data += _record('B', _str(reason))
 
     def end(self, status, iterations, error=None):
         p = _str(status) + _varint(iterations)
@@ -633,7 +668,7 @@ def decode(data):
             yield (f'meta qemu={qemu} accel={accel} page-size={page_size} '
                    f'period-ms={period} iterations={iterations} start={start_time}')
             if blocked:
-                yield f'blocked reason={blocked}'
+                yield from (f'blocked reason={x}' for x in blocked.split('\n'))
             blocks = []
             for _ in range(r.varint()):
                 name, pages, segs = r.str(), r.varint(), r.segs()
@@ -644,9 +679,8 @@ def decode(data):
             raise BinLogError('a record before the header')
         elif rtype == ord('I'):
             yield from _iteration_np(r, blocks)
-        elif rtype == ord('U'):
-            name, pages = r.str(), r.varint()
-            yield f'untraced name={name} pages={pages}'
+        elif rtype in _CHANGES:
+            yield _change(rtype, r, blocks)
         elif rtype == ord('E'):
             status, iterations = r.str(), r.varint()
             error = r.str() if r.pos < end else None

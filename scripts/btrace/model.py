@@ -77,6 +77,19 @@ class PageSpace:
         self.seg_ord = np.array(seg_ord, dtype=np.int64)[order]
         self.ord_to_index = (np.concatenate(ord_to_index) if ord_to_index
                              else np.zeros(0, dtype=np.int64)).astype(np.int64)
+        added = getattr(log, 'added', [])
+        if added:
+            self.warnings.append(
+                'RAM was added during the trace (' +
+                ', '.join(f'{b["name"]}: {b["pages"]} pages at iteration {b["added"]}'
+                          for b in added) +
+                '): migration refuses memory hotplug while it runs, so the prediction is '
+                'for the RAM of the start, and writes to the RAM added are left out')
+        gone = [b['name'] for b in log.blocks if b.get('removed') is not None]
+        if gone:
+            self.warnings.append(
+                f'RAM was removed during the trace ({", ".join(gone)}): the prediction '
+                'still sends it whole, as a migration started before the unplug would')
 
     # -- ranges to page indexes ---------------------------------------------
 
@@ -95,11 +108,17 @@ class PageSpace:
         if not len(pfns):
             return pfns
         j = np.searchsorted(self.seg_pfn, pfns, side='right') - 1
+        inside = (j >= 0) & (pfns - self.seg_pfn[np.maximum(j, 0)] <
+                             self.seg_len[np.maximum(j, 0)])
+        if not inside.all():
+            # the pages of RAM added during the trace, not in the start's map
+            pfns, j = pfns[inside], j[inside]
         return self.ord_to_index[self.seg_ord[j] + (pfns - self.seg_pfn[j])]
 
     def unmapped_to_index(self, ranges):
+        # the blocks of the start; RAM added during the trace is left out
         parts = [self.block_base[self.index[name]] + np.arange(a, b + 1, dtype=np.int64)
-                 for name, a, b in ranges]
+                 for name, a, b in ranges if name in self.index]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def pages(self, it):
@@ -174,6 +193,12 @@ def summarise(log, space=None):
         'baseline_pages': log.iters[0].total if log.iters else None,
         'windows': [],
     }
+    if log.blocked_reasons or any(it.blocked for it in log.iters):
+        # every reason migration was blocked: at the start, then as found
+        res['blocked'] = [{'iteration': None, 'reason': r} for r in log.blocked_reasons] + \
+            [{'iteration': it.n, 'reason': r} for it in log.iters for r in it.blocked]
+    if log.added:
+        res['added_blocks'] = log.added
     if log.iters and log.has_zero:
         res['baseline_zero_pages'] = log.iters[0].zero
     windows = log.iters[1:]

@@ -130,7 +130,10 @@ class Iteration:
         self.unmapped_pages = []    # (block, first, last)
         self._zero_pfns = []        # v2: subset of pfns
         self.unmapped_zero = []     # v2: subset of unmapped_pages
-        self.untraced = []          # (name, pages): RAM added, not traced
+        self.untraced = []          # (name, pages): RAM added, not traced (old logs)
+        self.added = []             # names of RAM blocks this sync found added
+        self.removed = []           # names of RAM blocks this sync found gone
+        self.blocked = []           # migration blockers this sync found new
         self.pfn_count = 0
         self.unmapped_count = 0
         self.zero_count = 0
@@ -176,8 +179,14 @@ class Log:
     def __init__(self):
         self.version = None
         self.meta = {}
-        self.blocked = None     # why migration was blocked at the start
+        self.blocked = None     # the first reason migration was blocked at the start
+        self.blocked_reasons = []   # every one of them
         self.blocks = []        # dicts: name, pages, map [(first, npages)]
+        # RAM blocks added during the trace: dicts as blocks', plus zero (its
+        # zero pages when found), added (the iteration whose sync found it)
+        # and removed (the one that found it gone, or None); a block of
+        # blocks that went away has removed too
+        self.added = []
         self.iters = []
         self.end = None         # dict: status, iterations, error
         self.map = []           # sorted (first, last, block) for lookups
@@ -317,16 +326,17 @@ def _records(log, items, on_ranges, on_counts):
     each: on_ranges(iteration, word, rest, line number) takes the pfns and
     zero lines, on_counts(iteration) checks an iteration once all its
     lines are read."""
-    names = {}
+    names = {}                  # the blocks present, by name
     cur = None
-    # Within an iteration the records come in this order (v2 adds the last two)
+    # Within an iteration the records come in this order (v2 adds zero and
+    # unmapped-zero; what the sync found changed comes last)
     order = {'pfns': 0, 'unmapped': 1, 'zero': 2, 'unmapped-zero': 3,
-             'untraced': 4}
+             'untraced': 4, 'added': 4, 'removed': 5, 'blocked': 6}
     stage = -1
     for i, word, rest in items:
         if log.end is not None:
             raise LogError(f'line {i}: text after the end line')
-        if word in order:
+        if word in order and not (word == 'blocked' and cur is None):
             if cur is None:
                 raise LogError(f'line {i}: {word} line before any iteration')
             if word in ('zero', 'unmapped-zero') and log.version < 2:
@@ -336,35 +346,61 @@ def _records(log, items, on_ranges, on_counts):
                 raise LogError(f'line {i}: {word} line after the {after} line')
             stage = order[word]
         if word == 'blocked':
-            if log.blocks or log.blocked is not None:
-                raise LogError(f'line {i}: blocked line after a block line or twice')
-            if not rest.startswith('reason='):
+            if not rest.startswith('reason=') or rest == 'reason=':
                 raise LogError(f'line {i}: expected "blocked reason=<text>"')
-            log.blocked = rest[len('reason='):]
+            reason = rest[len('reason='):]
+            if cur is not None:
+                cur.blocked.append(reason)
+            elif log.blocks:
+                raise LogError(f'line {i}: blocked line between the block lines '
+                               'and the first iteration')
+            else:
+                log.blocked_reasons.append(reason)
+                log.blocked = log.blocked_reasons[0]
+        elif word == 'removed':
+            mr = re.fullmatch(r'name=(.+)', rest)
+            if not mr or mr.group(1) not in names:
+                raise LogError(f'line {i}: expected "removed name=<id>" of a block present')
+            names.pop(mr.group(1))['removed'] = cur.n
+            cur.removed.append(mr.group(1))
         elif word == 'untraced':
             mu = re.fullmatch(r'name=(\S+) pages=([0-9]+)', rest)
             if not mu:
                 raise LogError(f'line {i}: expected "untraced name=<id> pages=<n>"')
             cur.untraced.append((mu.group(1), int(mu.group(2))))
-        elif word == 'block':
-            if log.iters:
+        elif word in ('block', 'added'):
+            if word == 'block' and log.iters:
                 raise LogError(f'line {i}: block line after the first iteration')
-            mb = re.fullmatch(r'name=(.*) pages=([0-9]+) map=(\S*)', rest)
+            if word == 'block':
+                mb = re.fullmatch(r'name=(.*) pages=([0-9]+)()() map=(\S*)', rest)
+            else:
+                mb = re.fullmatch(r'name=(.*) pages=([0-9]+)( zero=([0-9]+)) map=(\S*)',
+                                  rest)
             if not mb:
-                raise LogError(f'line {i}: expected "block name=<id> pages=<n> map=<ranges>"')
+                raise LogError(f'line {i}: expected "{word} name=<id> pages=<n>'
+                               f'{" zero=<n>" if word == "added" else ""} map=<ranges>"')
             name = mb.group(1)
             if not name:
                 raise LogError(f'line {i}: block with an empty name')
             if name in names:
                 raise LogError(f'line {i}: block {name} listed twice')
             ranges = []
-            for r in mb.group(3).split(',') if mb.group(3) else []:
+            for r in mb.group(5).split(',') if mb.group(5) else []:
                 first, plus, npages = r.partition('+')
                 if not plus:
                     raise LogError(f'line {i}: map range {r!r} is not <first-pfn>+<pages>')
                 ranges.append((hexnum(first, 'map pfn', i), dec(npages, 'map pages', i)))
-            names[name] = len(log.blocks)
-            log.blocks.append({'name': name, 'pages': int(mb.group(2)), 'map': ranges})
+            block = {'name': name, 'pages': int(mb.group(2)), 'map': ranges}
+            names[name] = block
+            if word == 'block':
+                log.blocks.append(block)
+            else:
+                block.update(zero=int(mb.group(4)), added=cur.n, removed=None)
+                if block['zero'] > block['pages']:
+                    raise LogError(f'line {i}: added block {name} has more zero pages '
+                                   'than pages')
+                log.added.append(block)
+                cur.added.append(name)
         elif word == 'iter':
             if cur is not None:
                 on_counts(cur)
@@ -397,7 +433,7 @@ def _records(log, items, on_ranges, on_counts):
                 if not colon or block not in names:
                     raise LogError(f'line {i}: {word} page {tok!r} does not name a block')
                 a, b = hex_range(pages, f'{word} page', i)
-                if b >= log.blocks[names[block]]['pages']:
+                if b >= names[block]['pages']:
                     raise LogError(f'line {i}: {word} page {tok} is beyond the end of block {block}')
                 dest.append((block, a, b))
                 if word == 'unmapped':
@@ -732,8 +768,10 @@ def check_map(log):
 
 
 def check_pfns_mapped(log):
-    """Every logged PFN must lie in a block's map."""
-    spans = log.map
+    """Every logged PFN must lie in a block's map, at the start or that of a
+    block added during the trace."""
+    spans = sorted(log.map + [(first, first + n - 1, b['name'])
+                              for b in log.added for first, n in b['map']])
     # adjacent spans joined: a range lies in one of them or is not mapped
     joined = []
     for a, b, _ in spans:

@@ -57,14 +57,26 @@ def print_report(path, log, res, windows_shown, show_rounds=False):
       f'({mib(res["ram_pages"], ps):.1f} MiB)')
     for b in log.blocks:
         w(f'    {b["name"]:<24} {plural(b["pages"], "page"):>12}  {fmt_ranges(b["map"])}')
-    if log.blocked is not None:
-        w(f'  migration was blocked when the trace started: {log.blocked}')
+    for reason in log.blocked_reasons:
+        w(f'  migration was blocked when the trace started: {reason}')
+    for it in log.iters:
+        for reason in it.blocked:
+            w(f'  migration blocked from iteration {it.n} on: {reason}')
+    if log.blocked_reasons or any(it.blocked for it in log.iters):
         w('    (a device that blocks migration may write guest RAM without dirty logging:')
         w('    such writes are in no window)')
     for it in log.iters:
         for name, pages in it.untraced:
             w(f'  not traced: RAM block {name} ({plural(pages, "page")}), added during '
               f'the trace, found at iteration {it.n}: its writes are in no window')
+    for b in log.added:
+        w(f'  RAM block {b["name"]} ({plural(b["pages"], "page")}, {b["zero"]} zero) added, '
+          f'traced from iteration {b["added"]} on'
+          + (f', removed at iteration {b["removed"]}' if b['removed'] is not None else '')
+          + f'  {fmt_ranges(b["map"])}')
+    for b in log.blocks:
+        if b.get('removed') is not None:
+            w(f'  RAM block {b["name"]} removed at iteration {b["removed"]}')
     if res['baseline_pages'] is not None:
         w(f'  baseline (iteration 0): {res["baseline_pages"]} pages, all of the traced RAM'
           + (f'; {res["baseline_zero_pages"]} of them zero' if 'baseline_zero_pages' in res else ''))

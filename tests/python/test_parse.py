@@ -71,7 +71,9 @@ class ParseV2(unittest.TestCase):
                  'pfns line after the untraced line')
 
     def test_blocked_before_blocks(self):
-        self.bad('iter n=0', 'blocked reason=x\niter n=0', 'blocked line after a block line')
+        # at the start, blocked lines come before the block lines
+        self.bad('iter n=0', 'blocked reason=x\niter n=0',
+                 'blocked line between the block lines and the first iteration')
 
     def test_zero_must_be_among_pfns(self):
         # PFN 8 is not listed by iteration 1 (nor mapped at all)
