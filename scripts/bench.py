@@ -443,7 +443,8 @@ def run_case(c, args, rundir, say, rep):
             r['throughput_loss_pct'] = round(loss, 2) if loss is not None else None
             say(f"trace {period} ms: {r['rounds']} rounds, held "
                 f"{(r['bql_us'] or {}).get('median')} us median, late {r['late']}, "
-                f"missed {r['missed']}, throughput loss {loss:+.1f} %")
+                f"missed {r['missed']}, throughput loss "
+                f"{'-' if loss is None else f'{loss:+.1f}'} %")
         p100 = os.path.join(outdir, 'trace-100.btl')
         if os.path.exists(p100):
             res['log_size'] = bytes_per_page(p100)
