@@ -23,7 +23,7 @@ case ${QEMU_BASE:-10.0} in
 *) pq=patches/$QEMU_BASE ;;
 esac
 patches=$top/$pq
-suites=${CHECK_ONLY:-checkpatch qtest migration harness}
+suites=${CHECK_ONLY:-checkpatch qtest migration harness sanitizers}
 mkdir -p "$logs"
 
 pass=0 fail=0 skip=0
