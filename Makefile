@@ -3,6 +3,7 @@
 #   make deps      install the Debian packages needed (as root)
 #   make           fetch QEMU, lay the series on it, build build/qemu-system-x86_64
 #   make check     run every test; ends with "N passed, N failed, N skipped"
+#   make check-sanitizers  the series' qtests built with ASan and UBSan
 #   make demo      profile a real Linux guest with bitmap-trace
 #   make validate  bt-report's predictions against real migrations (QUICK=1: 4 small cases)
 #   make bench     what a trace costs the guest and the host, next to migration (QUICK=1)
@@ -87,7 +88,12 @@ qtest: all
 	cd $(OBJ) && QTEST_QEMU_BINARY=./qemu-system-x86_64 tests/qtest/$(T) --tap -k $(ARGS)
 
 check: all
-	bash scripts/check.sh
+	CONFIGURE_FLAGS='$(CONFIGURE_FLAGS)' bash scripts/check.sh
+
+# The series' qtests, qmp-cmd-test and test-hmp built with ASan and UBSan in
+# $(BUILD)/asan-obj; any sanitizer report fails.  Same summary line as check.
+check-sanitizers: $(BUILD)/.stamp-assemble
+	CONFIGURE_FLAGS='$(CONFIGURE_FLAGS)' CHECK_ONLY=sanitizers bash scripts/check.sh
 
 demo: all
 	bash scripts/demo.sh
@@ -120,4 +126,4 @@ distclean:
 	rm -rf $(BUILD)
 
 FORCE:
-.PHONY: bench all deps check demo validate qtest series series-check docs clean distclean FORCE
+.PHONY: bench all deps check check-sanitizers demo validate qtest series series-check docs clean distclean FORCE

@@ -6,8 +6,10 @@
 #      HMP command and the QAPI schema, through meson test
 #   3. the quick pre-copy cases of upstream migration-test
 #   4. harness-level tests: tests/harness/*.sh (exit 0 pass, 77 skip)
+#   5. sanitizers: the qtests of 2. built with ASan and UBSan in
+#      build/asan-obj (scripts/sanitizers-build.sh), any report a failure
 #
-# CHECK_ONLY="checkpatch qtest migration harness" picks suites.
+# CHECK_ONLY="checkpatch qtest migration harness sanitizers" picks suites.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +23,7 @@ case ${QEMU_BASE:-10.0} in
 *) pq=patches/$QEMU_BASE ;;
 esac
 patches=$top/$pq
-suites=${CHECK_ONLY:-checkpatch qtest migration harness}
+suites=${CHECK_ONLY:-checkpatch qtest migration harness sanitizers}
 mkdir -p "$logs"
 
 pass=0 fail=0 skip=0
@@ -47,18 +49,19 @@ count_tap() {
     done < "$out"
 }
 
-# meson test ARGS..., then count its results (TAP subtests one by one)
+# meson test ARGS..., then count its results (TAP subtests one by one).
+# $obj is the build directory; $tag, if set, prefixes the tests' names.
 meson_run() {
     local name res proto tapfile
     (cd "$obj" && meson test --no-rebuild --print-errorlogs "$@") \
         > "$logs/meson.log" 2>&1
     grep -E '^ *[0-9]+/[0-9]+ |ERROR' "$logs/meson.log"
-    python3 - "$obj/meson-logs/testlog.json" "$logs" \
+    python3 - "$obj/meson-logs/testlog.json" "$logs" "${tag:-}" \
         > "$logs/meson-results" <<'EOF'
 import json, re, sys
 for line in open(sys.argv[1]):
     t = json.loads(line)
-    name = t["name"].split(" / ")[-1].replace(" ", "_")
+    name = sys.argv[3] + t["name"].split(" / ")[-1].replace(" ", "_")
     tap = re.search(r"^1\.\.[0-9]+$", t.get("stdout", ""), re.M)
     print(name, t["result"], "tap" if tap else "exitcode")
     if tap:
@@ -161,6 +164,82 @@ if [[ " $suites " == *" migration "* ]]; then
     rc=$?
     count_tap migration-test "$logs/migration.tap"
     [ $rc = 0 ] || result fail migration-test "exit status $rc"
+fi
+
+if [[ " $suites " == *" sanitizers "* ]]; then
+    echo "== sanitizers: series qtests, qmp-cmd-test, test-hmp under ASan and UBSan"
+    kvm_note
+    san_logs=$logs/sanitizers
+    qtests="bitmap-trace-test bitmap-trace-guest-test qmp-cmd-test test-hmp"
+    targets=() names=()
+    for t in $qtests; do
+        targets+=("tests/qtest/$t")
+        names+=("qtest-x86_64/$t")
+    done
+    if bash "$top/scripts/sanitizers-build.sh" "${targets[@]}" \
+            > "$logs/sanitizers-build.log" 2>&1; then
+        rm -rf "$san_logs"
+        mkdir -p "$san_logs"
+        # Every report aborts the process that made it (QEMU or the test)
+        # and goes to a file of its own under $san_logs, so a report is a
+        # failure even where an exit status goes unchecked.
+        # Leaks: tests/sanitizers/lsan.supp (narrow, documented).
+        ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_summary=1:detect_leaks=1:log_path=$san_logs/asan" \
+        UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_summary=1:print_stacktrace=1:log_path=$san_logs/ubsan" \
+        LSAN_OPTIONS="suppressions=$top/tests/sanitizers/lsan.supp:print_suppressions=0" \
+        obj=$build/asan-obj tag=asan+ubsan/ \
+            meson_run --timeout-multiplier 3 "${names[@]}"
+        # A file with only ASan's warning that it does not fully support
+        # swapcontext (QEMU's coroutines; QEMU annotates its stack
+        # switches) is no report.  UBSan writes its SUMMARY line to the
+        # file but the report itself to stderr: meson's log has it.
+        for r in "$san_logs"/*; do
+            [ -e "$r" ] || continue
+            case $r in */canary.*) continue ;; esac
+            grep -q -E 'ERROR: |SUMMARY: ' "$r" || continue
+            cat "$r"
+            case $r in
+            */ubsan.*) grep -h -A12 'runtime error: ' \
+                           "$build/asan-obj/meson-logs/testlog.txt" ;;
+            esac
+            result fail "sanitizer report $(basename "$r")" \
+                "$(grep -m1 -E 'ERROR: |SUMMARY: ' "$r")"
+        done
+        instrumented=true
+        for b in qemu-system-x86_64 "${targets[@]}"; do
+            libs=$(ldd "$build/asan-obj/$b" 2>&1)
+            [[ $libs == *libasan* && $libs == *libubsan* ]] ||
+                { echo "$b: not linked with libasan and libubsan"; instrumented=false; }
+        done
+        if $instrumented; then
+            result pass "sanitizers: QEMU and the qtests link libasan and libubsan"
+        else
+            result fail "sanitizers: QEMU and the qtests link libasan and libubsan"
+        fi
+        # The canary: with the same options, a leak in QEMU (malloc'ed by
+        # a preloaded library) must be reported, or the runs above prove
+        # nothing.
+        printf '%s\n' '#include <stdlib.h>' 'void *canary;' \
+            '__attribute__((constructor)) static void leak(void)' \
+            '{ canary = malloc(4242); canary = NULL; }' > "$san_logs/leak.c"
+        if gcc -shared -fPIC -o "$san_logs/leak.so" "$san_logs/leak.c" &&
+           { (LD_PRELOAD="$(gcc -print-file-name=libasan.so) $san_logs/leak.so" \
+              ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:log_path=$san_logs/canary" \
+              "$build/asan-obj/qemu-system-x86_64" -M none -display none \
+                  -monitor none -serial none -S -qmp stdio \
+                  <<< '{"execute": "qmp_capabilities"} {"execute": "quit"}' \
+                  > /dev/null 2>&1; true) 2>/dev/null; } &&
+           grep -qs 'LeakSanitizer: detected memory leaks' "$san_logs"/canary.* &&
+           grep -qs 'Direct leak of 4242 byte' "$san_logs"/canary.*; then
+            result pass "sanitizers canary: a leak in QEMU is reported"
+        else
+            cat "$san_logs"/canary.* 2>/dev/null
+            result fail "sanitizers canary: a leak in QEMU is reported"
+        fi
+    else
+        tail -30 "$logs/sanitizers-build.log"
+        result fail "build with sanitizers"
+    fi
 fi
 
 if [[ " $suites " == *" harness "* ]]; then

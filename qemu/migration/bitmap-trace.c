@@ -1136,9 +1136,11 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
         if (b->used_pages != b->logged_used_pages) {
             flags |= BITMAP_TRACE_BIN_USED;
         }
+        /* an empty GArray's data may be NULL, which memcmp may not get */
         if (b->segs->len != b->logged_segs->len ||
-            memcmp(b->segs->data, b->logged_segs->data,
-                   b->segs->len * sizeof(BitmapTraceSegment))) {
+            (b->segs->len &&
+             memcmp(b->segs->data, b->logged_segs->data,
+                    b->segs->len * sizeof(BitmapTraceSegment)))) {
             flags |= BITMAP_TRACE_BIN_MAP;
         }
         if (!bdirty && !flags) {

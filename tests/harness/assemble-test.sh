@@ -21,6 +21,8 @@ mkdir -p "$repo/scripts" "$repo/patches" "$repo/qemu/migration"
 cp "$top/scripts/fetch-qemu.sh" "$top/scripts/assemble.sh" "$repo/scripts/"
 export BUILD=$repo/build
 unset QEMU_BASE     # the default base; QEMU_BASE=10.2 is checked at the end
+# the fetches below name their source: none may come from the environment
+unset QEMU_SRC QEMU_TARBALL
 
 src=$tmp/qemu-10.0.99
 mkdir -p "$src/migration" "$src/util"

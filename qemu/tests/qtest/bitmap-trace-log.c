@@ -861,16 +861,21 @@ static gint cmp_u64(gconstpointer a, gconstpointer b)
     return x < y ? -1 : x > y;
 }
 
+/* An empty GArray's data may be NULL, which bsearch may not get */
+static bool has_u64(const GArray *a, uint64_t v)
+{
+    return a->len &&
+           bsearch(&v, a->data, a->len, sizeof(uint64_t), cmp_u64) != NULL;
+}
+
 bool bt_log_iter_has_pfn(const BTLogIter *it, uint64_t pfn)
 {
-    return bsearch(&pfn, it->pfns->data, it->pfns->len, sizeof(uint64_t),
-                   cmp_u64) != NULL;
+    return has_u64(it->pfns, pfn);
 }
 
 bool bt_log_iter_has_zero_pfn(const BTLogIter *it, uint64_t pfn)
 {
-    return bsearch(&pfn, it->zero_pfns->data, it->zero_pfns->len,
-                   sizeof(uint64_t), cmp_u64) != NULL;
+    return has_u64(it->zero_pfns, pfn);
 }
 
 bool bt_log_iter_has_unmapped(const BTLogIter *it, const char *block,
