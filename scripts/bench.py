@@ -608,6 +608,8 @@ def analyzer_bench(args):
     argv = ['--repeat', str(rep)]
     if args.quick:
         argv += ['--quick', '--pages', str(1 << 20), '--scale', '0.05']
+    else:
+        argv += ['--scale', '1']     # run() takes no defaults: main()'s
     a = ab.build_parser().parse_args(argv)
     print(f'analyzer (scripts/analyzer-bench.py {" ".join(argv)}): MB/s of log read by '
           'parse.parse(), median [min-max]', flush=True)
