@@ -2735,6 +2735,28 @@ static void read_until(int fd, GString *out, const char *suffix)
 }
 
 /*
+ * Start QEMU with an interactive HMP monitor on the unix socket @sock and
+ * connect to it: the socket, once the monitor's first prompt is in @out.
+ */
+static int hmp_socket_init(QTestState **qts, const char *sock, GString *out)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct timeval tv = { .tv_sec = 60 };
+    int fd;
+
+    *qts = qtest_initf(NONE_ARGS " -chardev socket,id=hmp,path=%s,server=on,"
+                       "wait=off -mon chardev=hmp,mode=readline", sock);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    g_assert_cmpint(fd, >=, 0);
+    g_strlcpy(addr.sun_path, sock, sizeof(addr.sun_path));
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), ==,
+                    0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    read_until(fd, out, "(qemu) ");
+    return fd;
+}
+
+/*
  * On an interactive monitor, bitmap-trace waits like migrate: the prompt
  * comes back only after a line per iteration and the results.
  */
@@ -2744,20 +2766,10 @@ static void test_hmp_wait(void)
     g_autofree char *sock = tmp_path("hmp-sock");
     g_autoptr(GString) out = g_string_new(NULL);
     g_autofree char *cmd = NULL;
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    struct timeval tv = { .tv_sec = 60 };
     QTestState *qts;
     int fd;
 
-    qts = qtest_initf(NONE_ARGS " -chardev socket,id=hmp,path=%s,server=on,"
-                      "wait=off -mon chardev=hmp,mode=readline", sock);
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    g_assert_cmpint(fd, >=, 0);
-    g_strlcpy(addr.sun_path, sock, sizeof(addr.sun_path));
-    g_assert_cmpint(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), ==,
-                    0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    read_until(fd, out, "(qemu) ");
+    fd = hmp_socket_init(&qts, sock, out);
 
     g_string_truncate(out, 0);
     cmd = g_strdup_printf("bitmap-trace on \"%s\" 3 20\n", path);
@@ -2794,20 +2806,10 @@ static void test_hmp_wait_failed(void)
     g_autofree char *sock = tmp_path("hmp-sock");
     g_autoptr(GString) out = g_string_new(NULL);
     static const char cmd[] = "bitmap-trace on \"/dev/full\" 100000 10\n";
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    struct timeval tv = { .tv_sec = 60 };
     QTestState *qts;
     int fd;
 
-    qts = qtest_initf(NONE_ARGS " -chardev socket,id=hmp,path=%s,server=on,"
-                      "wait=off -mon chardev=hmp,mode=readline", sock);
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    g_assert_cmpint(fd, >=, 0);
-    g_strlcpy(addr.sun_path, sock, sizeof(addr.sun_path));
-    g_assert_cmpint(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), ==,
-                    0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    read_until(fd, out, "(qemu) ");
+    fd = hmp_socket_init(&qts, sock, out);
 
     g_string_truncate(out, 0);
     g_assert_cmpint(write(fd, cmd, strlen(cmd)), ==, strlen(cmd));
@@ -2835,21 +2837,11 @@ static void test_hmp_notice(void)
     g_autoptr(GString) out = g_string_new(NULL);
     g_autoptr(QDict) ev = NULL;
     g_autofree char *file_line = NULL;
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    struct timeval tv = { .tv_sec = 60 };
     const char *results;
     QTestState *qts;
     int fd;
 
-    qts = qtest_initf(NONE_ARGS " -chardev socket,id=hmp,path=%s,server=on,"
-                      "wait=off -mon chardev=hmp,mode=readline", sock);
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    g_assert_cmpint(fd, >=, 0);
-    g_strlcpy(addr.sun_path, sock, sizeof(addr.sun_path));
-    g_assert_cmpint(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), ==,
-                    0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    read_until(fd, out, "(qemu) ");
+    fd = hmp_socket_init(&qts, sock, out);
 
     /* half a command typed, echoed back */
     g_assert_cmpint(write(fd, "info sta", 8), ==, 8);
