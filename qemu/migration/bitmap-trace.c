@@ -1368,12 +1368,8 @@ static void bitmap_trace_put_changes(BitmapTrace *bt, GString *out)
         if (!b->arrived) {
             continue;
         }
+        /* the sync that finds a block gone comes after this is logged */
         b->arrived = false;
-        if (b->gone) {
-            /* never logged, so not removed either */
-            b->removed = false;
-            continue;
-        }
         bitmap_trace_block_counts(b, false, &dirty, &zero, &unmapped, &fresh);
         if (binary) {
             g_string_truncate(rec, 0);
