@@ -130,6 +130,15 @@ THE GUEST'S WRITES
     that call, at most MAX_WAIT or a rate window, is seen by the next).  A v1
     log has no zero information: every page is taken as non-zero, which is
     pessimistic, and the result says so.
+  - The writes are not applied one by one as the migration goes: a sync
+    works out which pages the log holds from the writes since each page was
+    last re-armed (at most one pass of the trace: a span that long holds
+    every page the trace writes), and a page being sent looks up its own
+    latest write.  So a simulation costs in proportion to its syncs and the
+    pages it sends, not to the guest's writes over the simulated time (a
+    busy 16 GiB guest writes billions of pages in 600 s).
+    tests/python/test_simulate.py checks it, result for result, against an
+    event-by-event replay of the writes and the clears.
 
 THE TIME SERIES (Params(series=True), for bt-report's migration figure)
   The result's 'series' is a list of (t, pending_bytes, event) samples in
@@ -312,6 +321,7 @@ class Trace:
         self.starts = np.array(self.starts)
         self.ends = np.array(self.ends)
         self.length = float(self.ends[-1]) if len(self.ends) else 0.0
+        self._by_page()
 
         # Costs measured by the trace
         its = log.iters
@@ -322,6 +332,77 @@ class Trace:
             us = sum(it.zero_us for it in its)
             if z > 0 and us > 0:
                 self.zero_page_s = us / z / 1e6
+
+    def _by_page(self):
+        """The writes again, page by page (CSR): the writes of page p are
+        ptimes[pstart[p]:pstart[p + 1]], in time order, and pzero says
+        whether each left the page zero; ever, whether a page is written at
+        all; varies, whether it is ever left other than the baseline found
+        it.  For zero_at(), which looks up only the pages being sent."""
+        n = self.npages
+        counts = np.bincount(np.concatenate(self.wpages), minlength=n) if self.wpages \
+            else np.zeros(n, dtype=np.int64)
+        self.pstart = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.pstart[1:])
+        self.ever = counts > 0
+        total = int(self.pstart[-1])
+        self.ptimes = np.empty(total)
+        self.pzero = np.empty(total, dtype=bool)
+        nxt = self.pstart[:-1].copy()
+        # windows in time order, a page at most once per window: each
+        # window's writes go to the next free slot of their page
+        for pg, tw, zw in zip(self.wpages, self.wtimes, self.wzero):
+            pos = nxt[pg]
+            self.ptimes[pos] = tw
+            self.pzero[pos] = zw
+            nxt[pg] += 1
+        if not np.array_equal(nxt, self.pstart[1:]):
+            # a page listed twice in a window: sort them all
+            pg = np.concatenate(self.wpages)
+            tw = np.concatenate(self.wtimes)
+            order = np.lexsort((tw, pg))
+            self.ptimes = tw[order]
+            self.pzero = np.concatenate(self.wzero)[order]
+        # the pages whose zero-ness changes at all (most pages a guest
+        # writes are never zero): zero_at() looks only these up
+        differ = self.pzero != np.repeat(self.zero0, counts)
+        nz = np.flatnonzero(counts)
+        self.varies = np.zeros(n, dtype=bool)
+        if len(nz):
+            self.varies[nz] = np.add.reduceat(differ, self.pstart[nz]) > 0
+
+    def zero_at(self, pages, t):
+        """Whether each of pages is zero at migration time t: as the latest
+        window that wrote it before t left it (the trace replayed past its
+        end), else as the baseline found it."""
+        z = self.zero0[pages]
+        T = self.length
+        if T <= 0 or not len(pages):
+            return z
+        k = int(t // T)
+        r = t - k * T
+        w = np.flatnonzero(self.varies[pages])
+        if not len(w):
+            return z
+        lo, hi = self.pstart[pages[w]], self.pstart[pages[w] + 1]
+        # a, vectorised bisection: the first write of each page at or after r
+        a, b = lo.copy(), hi.copy()
+        last = len(self.ptimes) - 1
+        while True:
+            act = a < b
+            if not act.any():
+                break
+            mid = (a + b) >> 1
+            before = act & (self.ptimes[np.minimum(mid, last)] < r)
+            a = np.where(before, mid + 1, a)
+            b = np.where(act & ~before, mid, b)
+        inc = a > lo
+        z[w[inc]] = self.pzero[a[inc] - 1]
+        if k >= 1:
+            # none yet in this pass of the trace: the last of the pass before
+            prev = ~inc
+            z[w[prev]] = self.pzero[hi[prev] - 1]
+        return z
 
     def writes(self, a, b):
         """The writes in migration time [a, b): (pages, times, zero), window
@@ -422,8 +503,6 @@ class Simulation:
         # State
         self.pending = np.ones(n, dtype=bool)       # rb->bmap: all ones (ram_init_bitmaps)
         self.npending = n
-        self.zero = tr.zero0.copy()
-        self.logged = np.zeros(n, dtype=bool)       # set in the dirty log (KVM / ram_list)
         # normal pages the destination has received: the first one into a
         # page faults the destination's RAM in (ram_load_precopy reads the
         # page straight into the host page, qemu_get_buffer); later ones do not
@@ -435,56 +514,70 @@ class Simulation:
         # (ram_handle_zero -> buffer_is_zero) reads the host page, a read
         # fault the first time
         self.seen_dest = np.zeros(n, dtype=bool)
-        self.snap = np.zeros(n, dtype=bool)         # reported by the last sync, not cleared yet
+        # The dirty log (KVM's, or ram_list's for TCG) is not kept page by
+        # page as the guest writes: a sync works out what it holds from the
+        # writes since each page's tracking was last re-armed (sync()), so
+        # the cost of a simulation grows with the syncs and the pages sent,
+        # not with the guest's writes.  snap: the pages the last sync
+        # reported (KVM: their bits stay in the log until their chunk is
+        # cleared); clear_time: when each chunk was cleared since (inf: not
+        # yet).  KVM_DIRTY_LOG_INITIALLY_SET: every page starts dirty in
+        # KVM's log, as if reported and never cleared.
+        self.snap = np.full(n, self.lazy, dtype=bool)
+        self.clear_time = np.full(self.nchunks, np.inf)
         self.clear_pending = np.zeros(self.nchunks, dtype=bool)   # rb->clear_bmap
-        if self.lazy:
-            # KVM_DIRTY_LOG_INITIALLY_SET: every page starts dirty in KVM's log
-            self.logged[:] = True
+        self.last_sync = 0.0
         self.cursor = 0
         self.last_block = -1
-        self.applied = 0.0
         self.extrapolated = False
         self.syncs = 0
 
     # -- the guest ------------------------------------------------------
 
-    def apply_writes(self, t, clear_ids=None, clear_times=None):
-        """Apply the writes from self.applied to t, and the lazy clears of
-        the chunks clear_ids that happened at clear_times in that span."""
-        pages, times, zero, extra = self.tr.writes(self.applied, t)
-        self.extrapolated |= extra
-        self.applied = t
-        if clear_ids is not None and len(clear_ids):
-            absorbed = np.zeros(len(pages), dtype=bool)
-            if len(pages):
-                ct = np.full(self.nchunks, np.inf)
-                ct[clear_ids] = clear_times
-                absorbed = self.snap[pages] & (times < ct[self.chunk_of[pages]])
-            for c in clear_ids:
-                s, e = self.chunk_range[c]
-                self.logged[s:e] &= ~self.snap[s:e]
-                self.snap[s:e] = False
-            self.logged[pages[~absorbed]] = True
-        elif len(pages):
-            self.logged[pages] = True
-        if len(pages):
-            self.zero[pages] = zero
-
     def sync(self, t):
         """migration_bitmap_sync: the dirty log into the migration bitmap.
-        Returns the pages newly set."""
-        self.apply_writes(t)
-        new = self.logged & ~self.pending
+        Returns the pages newly set.
+
+        A page is in the log at t when it was written since its tracking
+        was re-armed, x: the last sync for TCG and the dirty ring, whose
+        sync re-arms at once.  KVM's dirty bitmap re-arms a page the last
+        sync reported only when its chunk is cleared (the log bit stays set
+        until then, and a write before the clear is absorbed); any other
+        page since the last sync.  The writes in [x, t) are those the trace
+        lists in that span, replayed past its end; a span as long as the
+        trace holds every page it ever writes."""
+        tr = self.tr
+        n = tr.npages
+        T = tr.length
+        s0 = self.last_sync
+        if self.lazy:
+            ct = self.clear_time[self.chunk_of]
+            x = np.where(self.snap, ct, s0)
+            logged = self.snap & np.isinf(ct)
+        else:
+            x = None
+            logged = np.zeros(n, dtype=bool)
+        lo = s0 if T <= 0 else max(s0, t - T)
+        pages, times, _, extra = tr.writes(lo, t)
+        self.extrapolated |= extra
+        if len(pages):
+            if x is None:
+                logged[pages] = True
+            else:
+                logged[pages[times >= x[pages]]] = True
+        if T > 0 and t - s0 >= T:
+            logged |= tr.ever & ((x <= t - T) if x is not None else True)
+        new = logged & ~self.pending
         found = int(np.count_nonzero(new))
-        self.pending |= self.logged
+        self.pending |= logged
         self.npending += found
         if self.lazy:
             # cpu_physical_memory_sync_dirty_bitmap: clear_bmap_set over the
             # whole block; KVM's bits stay until the chunk is cleared.
-            self.snap = self.logged.copy()
+            self.snap = logged
+            self.clear_time[:] = np.inf
             self.clear_pending[:] = True
-        else:
-            self.logged[:] = False
+        self.last_sync = t
         self.syncs += 1
         return found
 
@@ -541,15 +634,12 @@ class Simulation:
 
     def send(self, t, limited):
         """One ram_save_iterate (limited) or the rest of ram_save_complete.
-        Returns (seconds, bytes, normal pages, zero pages); applies the
-        guest's writes over the time it took."""
+        Returns (seconds, bytes, normal pages, zero pages); records when
+        each chunk was cleared (KVM), for the next sync.  A page goes as
+        zero or not as it was at the call's start: the guest's writes during
+        the call are seen by the next one."""
         ps = self.ps
         link = self.link
-        if limited:
-            # The writes while the thread slept: before any clear of this
-            # call, so a write to a page the last sync reported is still
-            # absorbed by its chunk's clear (the page stays logged until then)
-            self.apply_writes(t)
         elapsed = 0.0
         nbytes = 0
         normal_n = zero_n = 0
@@ -568,7 +658,7 @@ class Simulation:
             blk = self.tr.space.block_of[idx]
             prev = np.concatenate(([self.last_block], blk[:-1]))
             change = blk != prev
-            is_zero = self.zero[idx] & (not self.zdp_none)
+            is_zero = self.tr.zero_at(idx, t) & (not self.zdp_none)
             wire = HEADER + np.where(change, 1 + self.tr.idlen[blk], 0) + np.where(is_zero, 1, ps)
             ptime = wire / link + np.where(is_zero, self.zero_page_s, 0.0) + self.p.page_cpu_s
             cbytes = np.cumsum(wire)
@@ -614,7 +704,7 @@ class Simulation:
                 if want.any():
                     start_t = ctime[first] - ptime[first]
                     clear_ids.extend(uc[want].tolist())
-                    clear_times.extend((t + start_t[want]).tolist())
+                    clear_times.extend(start_t[want].tolist())
                     self.clear_pending[uc[want]] = False
             nz = int(np.count_nonzero(is_zero[:stop]))
             zero_n += nz
@@ -635,12 +725,10 @@ class Simulation:
             elapsed += ITERATE_OVERHEAD / link
         if self.dest_model:
             self.dest_free = t + dcur
-        if not limited:
-            self.applied = t + elapsed      # the VM is stopped: no writes
-        elif clear_ids:
-            self.apply_writes(t + elapsed, np.array(clear_ids), np.array(clear_times))
-        else:
-            self.apply_writes(t + elapsed)
+        if clear_ids:
+            self.clear_time[clear_ids] = t + np.array(clear_times)
+        if limited and 0 < self.tr.length < t + elapsed:
+            self.extrapolated = True
         return elapsed, nbytes, normal_n, zero_n
 
     # -- the migration thread --------------------------------------------------
