@@ -797,10 +797,30 @@ def check_pfns_mapped(log):
         k = np.searchsorted(starts, firsts, side='right') - 1
         return ((k >= 0) & (np.asarray(lasts) <= ends[k])).all()
 
+    def all_mapped(firsts, lasts):
+        """mapped() of ranges ascending, disjoint and not adjacent: the
+        ranges that start in each joined span (few), found by bisection,
+        must be all of them and end in it"""
+        lo = np.searchsorted(firsts, jstarts, side='left')
+        hi = np.searchsorted(firsts, ends[:-1], side='right')
+        if int((hi - lo).sum()) != len(firsts):
+            return False
+        full = hi > lo
+        return bool((lasts[hi[full] - 1] <= ends[:-1][full]).all())
+
     bad = None
     whole = log.all_pfns
-    if whole is not None and mapped(whole[:, 0], whole[:, 1]):
-        return
+    if whole is not None:
+        # the fast path's iterations each ascending: bisect them when they
+        # are large, instead of bisecting every range
+        if len(whole) < 64 * len(log.iters):
+            if mapped(whole[:, 0], whole[:, 1]):
+                return
+        else:
+            jstarts = np.array(starts, dtype=np.int64)
+            if all(all_mapped(it._pfns[:, 0], it._pfns[:, 1])
+                   for it in log.iters if len(it._pfns)):
+                return
     for it in log.iters:
         if not len(it._pfns):
             continue
