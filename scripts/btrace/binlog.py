@@ -477,6 +477,14 @@ import numpy as np  # noqa: E402
 _BIG = 1 << 50          # page numbers and varints beyond this: leave it to to_text()
 
 
+# The value of a number of one or two bytes, by the 16-bit word of its
+# last two bytes (the byte before its last, then its last): a number of one
+# byte has a number's last byte (< 0x80) before it
+_w = np.arange(1 << 16, dtype=np.uint16)
+_VALUE2 = np.where(_w & 0x80, (_w >> 8) << 7 | (_w & 0x7f), _w >> 8).astype(np.uint16)
+del _w
+
+
 def _varints_np(b):
     """The LEB128 numbers of the bytes b (uint8 array) as int64."""
     if not len(b):
@@ -498,6 +506,69 @@ def _varints_np(b):
     return vals
 
 
+def _varints2_np(data, start, n):
+    """_varints_np() of the n bytes of data at start, which follow a
+    number's last byte: with a table when no number has more than two
+    bytes (the common case: gaps below 8192 pages), then as uint16."""
+    b = np.frombuffer(data, dtype=np.uint8, count=n, offset=start)
+    term = np.flatnonzero(b < 0x80)
+    if not len(term) or term[-1] != n - 1:
+        raise BinLogError('a number runs past its page set')
+    # the two bytes that end at each number's last byte, as one word
+    words = np.ndarray((n,), dtype='<u2', buffer=data, offset=start - 1, strides=(1,))
+    w = words[term]
+    # each number of two bytes has one byte >= 0x80 before its last; if
+    # that accounts for every such byte, none has more
+    if np.count_nonzero(w & 0x80) != n - len(term):
+        return _varints_np(b)
+    return _VALUE2.take(w)
+
+
+def _runs_np(v):
+    """The runs (starts, ends) of the numbers v (uint16 or int64) of a page
+    set's runs."""
+    m = len(v)
+    if v.dtype == np.int64 and v.max() >= _BIG:
+        raise BinLogError('a number too large')
+    # a value is a run's first page, (gap << 1 | long), or the length of
+    # the long run before it: it is a length when the value before is a
+    # long run's first.  After any value with the low bit clear a first
+    # comes, and from there, along odd values, firsts and lengths
+    # alternate: the odd values at an even place of their stretch are long
+    # runs' firsts
+    odd = np.flatnonzero(v & 1)
+    if len(odd):
+        new = np.empty(len(odd), dtype=bool)
+        new[0] = True
+        np.not_equal(odd[1:], odd[:-1] + 1, out=new[1:])
+        if not new.all():
+            k = np.arange(len(odd), dtype=np.int64)
+            place = k - np.maximum.accumulate(k * new)
+            odd = odd[(place & 1) == 0]
+        if odd[-1] == m - 1:
+            raise BinLogError('a run without its length')
+        lens = odd + 1                          # the lengths' places
+        first = np.ones(m, dtype=bool)
+        first[lens] = False
+        gap = v[first]
+        extra = v[lens].astype(np.int64) + 1    # a long run's pages - 1
+        long_ = odd - np.arange(len(odd))       # the long runs, among all
+    else:
+        gap = v
+    # each run takes gap + 1 + its pages of the bitmap: the cumulated sum is
+    # each run's end + 1
+    ends = np.right_shift(gap, 1, dtype=np.int64)
+    ends += 2
+    if len(odd):
+        ends[long_] += extra
+    ends[0] -= 1
+    np.cumsum(ends, out=ends)
+    starts = ends - 1
+    if len(odd):
+        starts[long_] -= extra
+    return starts, ends
+
+
 def _page_set_np(r, npages):
     """_Reader.page_set() as (starts, ends) int64 arrays (ends exclusive)."""
     if r.pos >= r.end:
@@ -509,57 +580,52 @@ def _page_set_np(r, npages):
     if stop > r.end:
         raise BinLogError('a page set runs past the end of its record')
     r.pos = stop
-    b = np.frombuffer(r.data, dtype=np.uint8, count=n, offset=start)
     if kind == RUNS:
-        v = _varints_np(b)
-        m = len(v)
-        if not m:
+        if not n:
             z = np.zeros(0, dtype=np.int64)
             return z, z
-        if v.max() >= _BIG:
-            raise BinLogError('a number too large')
-        # a value is a run's first page, (gap << 1 | long), or the length of
-        # the long run before it: it is a length when the value before is a
-        # long run's first; after any value with the low bit clear a first
-        # comes, and from there firsts and lengths alternate
-        k = np.arange(m, dtype=np.int64)
-        anchor = np.zeros(m, dtype=np.int64)
-        anchor[1:] = np.where((v[:-1] & 1) == 0, k[1:], 0)
-        np.maximum.accumulate(anchor, out=anchor)
-        fidx = np.flatnonzero(((k - anchor) & 1) == 0)
-        fv = v[fidx]
-        long_ = (fv & 1) == 1
-        if long_[-1] and fidx[-1] == m - 1:
-            raise BinLogError('a run without its length')
-        nxt = v[np.minimum(fidx + 1, m - 1)]
-        runlen = np.where(long_, nxt + 2, 1)
-        cs = np.cumsum((fv >> 1) + runlen + 1)
-        ends = cs - 1
-        starts = ends - runlen
+        starts, ends = _runs_np(_varints2_np(r.data, start, n))
     elif kind == BITMAP:
         if not n:
             z = np.zeros(0, dtype=np.int64)
             return z, z
-        bits = np.unpackbits(b, bitorder='little').view(np.int8)
-        d = np.diff(bits, prepend=np.int8(0), append=np.int8(0))
-        starts = np.flatnonzero(d == 1)
-        ends = np.flatnonzero(d == -1)
+        # a zero byte either side: the bits change an even number of times
+        b = np.zeros(n + 2, dtype=np.uint8)
+        b[1:-1] = np.frombuffer(r.data, dtype=np.uint8, count=n, offset=start)
+        bits = np.unpackbits(b, bitorder='little')
+        t = np.flatnonzero(bits[1:] != bits[:-1])
+        t -= 7
+        starts, ends = t[0::2], t[1::2]
     else:
         raise BinLogError(f'unknown page set encoding {kind}')
     if len(ends) and ends[-1] > npages:
         raise BinLogError(f'a page set goes past page {npages}')
-    return starts.astype(np.int64), ends.astype(np.int64)
+    return starts, ends
 
 
 def _select_np(s, e, ra, rb):
     """_select(): the pages of the runs [s, e) whose rank is in [ra, rb)."""
     if not len(ra):
         return ra, rb
-    c = np.concatenate(([0], np.cumsum(e - s)))
+    c = np.empty(len(s) + 1, dtype=np.int64)
+    c[0] = 0
+    np.cumsum(e - s, out=c[1:])
     if rb[-1] > c[-1]:
         raise BinLogError('a zero page rank beyond the dirty pages')
-    j0 = np.searchsorted(c, ra, side='right') - 1
-    j1 = np.searchsorted(c, rb - 1, side='right') - 1
+    if 8 * len(s) < len(ra):
+        # few runs of pages (long ones): the runs of ranks each holds
+        j0 = np.repeat(np.arange(len(s)), np.diff(np.searchsorted(ra, c, side='left')))
+    else:
+        j0 = np.searchsorted(c, ra, side='right') - 1
+    over = np.flatnonzero(rb > c[j0 + 1])
+    if not len(over):
+        # each run of ranks within one run of pages; the runs of ranks are
+        # apart, and so are the runs they give
+        first = s[j0] + (ra - c[j0])
+        return first, first + (rb - ra)
+    # the runs of ranks that go on into the next runs of pages
+    j1 = j0.copy()
+    j1[over] = np.searchsorted(c, rb[over] - 1, side='right') - 1
     pieces = j1 - j0 + 1
     rep = np.repeat(np.arange(len(ra)), pieces)
     off = np.concatenate(([0], np.cumsum(pieces)[:-1]))
@@ -582,76 +648,105 @@ def _join(a, b):
     return a[g], b[last]
 
 
-def _translate_np(s, e, segs, used):
-    """_translate(): PFN runs (first, n) per contributing segment, and the
-    unmapped runs as (first, n) arrays."""
+def _translate_np(s, e, segs, used, npages):
+    """_translate(): the PFN ranges (first, last) of each contributing
+    segment, the unmapped runs as (first, n) arrays, and how many pages the
+    PFN ranges hold (of the npages of the runs)."""
     parts = []
     mapped = []
-    for page, npages, pfn in segs:
-        end = min(page + npages, used)
+    for page, seg_pages, pfn in segs:
+        end = min(page + seg_pages, used)
         if page >= end:
             continue
         mapped.append((page, end))
         j = max(int(np.searchsorted(s, page, side='right')) - 1, 0)
         k = int(np.searchsorted(s, end, side='left'))
+        if j < k and e[j] <= page:
+            j += 1              # the run before the segment
         if j >= k:
             continue
-        a = np.maximum(s[j:k], page)
-        b = np.minimum(e[j:k], end)
-        keep = a < b
-        if not keep.all():
-            a, b = a[keep], b[keep]
-        parts.append((a + (pfn - page), b - a))
+        off = pfn - page
+        # only the first and the last run may stick out of the segment
+        a = s[j:k] + off if off else s[j:k]
+        last = e[j:k] + (off - 1)
+        if s[j] < page:
+            if not off:
+                a = a.copy()
+            a[0] = pfn
+        if e[k - 1] > end:
+            last[-1] = end - 1 + off
+        parts.append((a, last))
     mapped.sort()
     merged = []
+    stretched = 0
     for a, b in mapped:
+        stretched += b - a
         if merged and a <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], b))
         else:
             merged.append((a, b))
     z = np.zeros(0, dtype=np.int64)
     if merged == [(0, used)] or not len(s):
-        return parts, (z, z)
-    # the runs less the mapped stretches: clipped to each gap between them
-    gaps, x = [], 0
-    for a, b in merged:
-        if a > x:
-            gaps.append((x, a))
-        x = max(x, b)
-    gaps.append((x, 1 << 62))
-    ua, un = [], []
-    for ga, gb in gaps:
-        a = np.maximum(s, ga)
-        b = np.minimum(e, gb)
-        keep = a < b
-        ua.append(a[keep])
-        un.append((b - a)[keep])
-    ua, un = np.concatenate(ua), np.concatenate(un)
-    order = np.argsort(ua, kind='stable')
-    return parts, (ua[order], un[order])
+        ua, un = z, z
+    else:
+        # the runs less the mapped stretches: clipped to each gap between them
+        gaps, x = [], 0
+        for a, b in merged:
+            if a > x:
+                gaps.append((x, a))
+            x = max(x, b)
+        gaps.append((x, 1 << 62))
+        ua, un = [], []
+        for ga, gb in gaps:
+            a = np.maximum(s, ga)
+            b = np.minimum(e, gb)
+            keep = a < b
+            ua.append(a[keep])
+            un.append((b - a)[keep])
+        ua, un = np.concatenate(ua), np.concatenate(un)
+        order = np.argsort(ua, kind='stable')
+        ua, un = ua[order], un[order]
+    if stretched == sum(b - a for a, b in merged):
+        # no page in two segments: each mapped page has one PFN
+        count = npages - int(un.sum())
+    else:
+        count = sum(int((b - a).sum()) + len(a) for a, b in parts)
+    return parts, (ua, un), count
 
 
 def _merge_np(parts):
-    """_merge() of the PFN runs of several segments; (first, last) arrays."""
-    if not parts:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z
+    """_merge() of the PFN ranges (first, last) of several segments: the
+    parts as they are (without the empty ones) when they follow each other
+    apart (one segment's runs are ascending and apart), else as one part,
+    sorted, the ones that touch joined; and how many ranges."""
+    parts = [p for p in parts if len(p[0])]
+    prev = None
+    for a, last in parts:
+        if prev is not None and a[0] <= prev + 1:
+            break
+        prev = last[-1]
+    else:
+        return parts, sum(len(p[0]) for p in parts)
     a = np.concatenate([p[0] for p in parts])
-    n = np.concatenate([p[1] for p in parts])
-    if len(parts) > 1:
-        if len(a) > 1 and not (a[1:] >= a[:-1]).all():
-            order = np.lexsort((n, a))
-            a, n = a[order], n[order]
-        a, b = _join(a, a + n)
-        return a, b - 1
-    return a, a + n - 1
+    last = np.concatenate([p[1] for p in parts])
+    if not (a[1:] >= a[:-1]).all():
+        order = np.lexsort((last, a))
+        a, last = a[order], last[order]
+    a, b = _join(a, last + 1)
+    last = b - 1
+    if (a[1:] <= last[:-1] + 1).any():
+        # PFNs twice: to_text() gives ranges that are not ascending
+        raise BinLogError('PFN ranges overlap')
+    return [(a, last)], len(a)
 
 
 def decode(data):
     """The log as to_text() gives it, line by line (str, no newline), but
-    each iteration's pfns and zero lines as one ('pfns' or 'zero', first,
-    last, lines) with the ranges as int64 arrays and how many lines they
-    would take."""
+    each iteration's pfns and zero lines as one ('pfns' or 'zero', parts,
+    ranges, pages, lines): its ranges as parts, (first, last) int64 arrays
+    that one after the other are ascending, disjoint and not adjacent (as
+    to_text() writes them), how many ranges and pages they hold and how
+    many lines they would take."""
     blocks = None
     for rtype, start, end in records(data):
         r = _Reader(data, start, end)
@@ -706,6 +801,7 @@ def _iteration_np(r, blocks):
     n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us = \
         (r.varint() for _ in range(8))
     pparts, zparts, ulines, uzlines = [], [], [], []
+    pcount = zcount = 0
     last = -1
     for _ in range(r.varint()):
         i = r.varint()
@@ -723,11 +819,14 @@ def _iteration_np(r, blocks):
         s, e = _page_set_np(r, b[1])
         ndirty = int((e - s).sum())
         ra, rb = _page_set_np(r, ndirty)
+        nzero = int((rb - ra).sum())
         zs, ze = _select_np(s, e, ra, rb)
-        p, (ua, un) = _translate_np(s, e, b[2], b[1])
-        zp, (za, zn) = _translate_np(zs, ze, b[2], b[1])
+        p, (ua, un), c = _translate_np(s, e, b[2], b[1], ndirty)
+        zp, (za, zn), zc = _translate_np(zs, ze, b[2], b[1], nzero)
         pparts += p
         zparts += zp
+        pcount += c
+        zcount += zc
         if len(ua):
             _lines_of(ulines, 'unmapped', b[0] + ':', ua, un)
         if len(za):
@@ -735,8 +834,9 @@ def _iteration_np(r, blocks):
     yield (f'iter n={n} t-ms={t_us // 1000}.{t_us % 1000:03d} dirty={dirty} '
            f'unmapped={unmapped} zero={zero} sync-us={sync_us} '
            f'harvest-us={harvest_us} zero-us={zero_us}')
-    for word, parts, after in (('pfns', pparts, ulines), ('zero', zparts, uzlines)):
-        a, b = _merge_np(parts)
-        if len(a):
-            yield (word, a, b, -(-len(a) // RANGES_PER_LINE))
+    for word, parts, count, after in (('pfns', pparts, pcount, ulines),
+                                      ('zero', zparts, zcount, uzlines)):
+        parts, nranges = _merge_np(parts)
+        if nranges:
+            yield (word, parts, nranges, count, -(-nranges // RANGES_PER_LINE))
         yield from after

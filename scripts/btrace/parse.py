@@ -534,8 +534,8 @@ def _binary_items(log, data):
     i = 3
     for item in items:
         if isinstance(item, tuple):
-            word, a, b, nlines = item
-            yield i, word, (a, b)
+            word, parts, nranges, pages, nlines = item
+            yield i, word, (parts, nranges, pages)
             i += nlines
             continue
         if '\n' in item:
@@ -646,20 +646,31 @@ def _check_ranges(log, pending):
     arrays."""
     nit = len(log.iters)
     arrays = {}
+    binary = False
     for word, (rests, owners) in pending.items():
         owners = np.array(owners, dtype=np.int64)
         if rests and isinstance(rests[0], tuple):
-            # decoded already (binary): (first, last) arrays per iteration
-            n = sum(len(x[0]) for x in rests)
-            r = np.empty((n, 2), dtype=np.int64, order='F')
+            # decoded already (binary): one item an iteration, its ranges
+            # as parts that binlog.decode() made ascending, disjoint and
+            # not adjacent, and their pages; the zero ranges are the
+            # pages of some of its pfns through the same maps, so among
+            # them.  Nothing to check here
+            sizes = [x[1] for x in rests]
+            r = np.empty((sum(sizes), 2), dtype=np.int64, order='F')
             k = 0
-            for x, y in rests:
-                r[k:k + len(x), 0] = x
-                r[k:k + len(x), 1] = y
-                k += len(x)
-            line_start = np.concatenate(([0], np.cumsum([len(x[0]) for x in rests])))
-        else:
-            r, line_start = _decode_ranges(rests)
+            for parts, _, _ in rests:
+                for x, y in parts:
+                    r[k:k + len(x), 0] = x
+                    r[k:k + len(x), 1] = y
+                    k += len(x)
+            line_start = np.concatenate(([0], np.cumsum(sizes)))
+            bounds = line_start[np.searchsorted(owners, np.arange(nit + 1))]
+            count = np.zeros(nit, dtype=np.int64)
+            count[owners] = [x[2] for x in rests]
+            binary = True
+            arrays[word] = (r, r[:, 0], r[:, 1], bounds, count)
+            continue
+        r, line_start = _decode_ranges(rests)
         a, b = r[:, 0], r[:, 1]
         # the ranges of iteration k: bounds[k]..bounds[k + 1]
         bounds = line_start[np.searchsorted(owners, np.arange(nit + 1))]
@@ -680,7 +691,7 @@ def _check_ranges(log, pending):
         arrays[word] = (r, a, b, bounds, count)
     pr, pa, pb, pbounds, pcount = arrays['pfns']
     zr, za, zb, zbounds, zcount = arrays['zero']
-    if len(za):
+    if len(za) and not binary:
         # every zero range inside one pfns range of its iteration
         for k in np.flatnonzero(zcount):
             p0, p1 = pbounds[k], pbounds[k + 1]
@@ -786,10 +797,30 @@ def check_pfns_mapped(log):
         k = np.searchsorted(starts, firsts, side='right') - 1
         return ((k >= 0) & (np.asarray(lasts) <= ends[k])).all()
 
+    def all_mapped(firsts, lasts):
+        """mapped() of ranges ascending, disjoint and not adjacent: the
+        ranges that start in each joined span (few), found by bisection,
+        must be all of them and end in it"""
+        lo = np.searchsorted(firsts, jstarts, side='left')
+        hi = np.searchsorted(firsts, ends[:-1], side='right')
+        if int((hi - lo).sum()) != len(firsts):
+            return False
+        full = hi > lo
+        return bool((lasts[hi[full] - 1] <= ends[:-1][full]).all())
+
     bad = None
     whole = log.all_pfns
-    if whole is not None and mapped(whole[:, 0], whole[:, 1]):
-        return
+    if whole is not None:
+        # the fast path's iterations each ascending: bisect them when they
+        # are large, instead of bisecting every range
+        if len(whole) < 64 * len(log.iters):
+            if mapped(whole[:, 0], whole[:, 1]):
+                return
+        else:
+            jstarts = np.array(starts, dtype=np.int64)
+            if all(all_mapped(it._pfns[:, 0], it._pfns[:, 1])
+                   for it in log.iters if len(it._pfns)):
+                return
     for it in log.iters:
         if not len(it._pfns):
             continue

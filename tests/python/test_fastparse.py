@@ -312,6 +312,62 @@ class Binary(unittest.TestCase):
         self.assertEqual(want[0], 'error')
         self.assertIn('version 4', want[1])
 
+    def test_segments_that_meet_cross_or_overlap(self):
+        # one block remapped: its segments' PFN ranges touching (joined),
+        # out of order (sorted), or the same PFN twice (an error)
+        def log(dirty, segs):
+            w = binlog.Writer()
+            w.header('10.0.13', 'kvm', 4096, 100, 1, 's',
+                     [('ram', 200, [(0, 100, 0), (100, 100, 0x1000)])])
+            w.iteration(0, 0, 200, 0, 0, 1, 1, 1, {0: (range(200), [])})
+            w.iteration(1, 100000, len(dirty), 0, 1, 1, 1, 1,
+                        {0: (dirty, dirty[-1:], 200, segs)})
+            w.end('completed', 1)
+            return bytes(w.data)
+        meet = [(0, 100, 0), (100, 100, 0x50)]
+        self.assertEqual(self.same(log([89, 110], meet))[0], 'ok')
+        r = self.same(log([90, 110], meet))
+        self.assertEqual(r[0], 'error')
+        self.assertIn('not above the one before it', r[1])
+        swapped = [(0, 100, 0x1000), (100, 100, 0)]
+        data = log([3, 4, 98, 99, 100, 150, 199], swapped)
+        self.assertEqual(self.same(data)[0], 'ok')
+        self.assertTrue(used_fast(data))
+
+    def test_large_iterations_unmapped(self):
+        # iterations of many ranges (checked against the map by bisecting
+        # each), with PFNs no block maps: a range that starts outside the
+        # map, or one that starts in it and runs past its end
+        def log(segs, dirty2):
+            w = binlog.Writer()
+            w.header('10.0.13', 'kvm', 4096, 100, 2, 's',
+                     [('ram', 2000, [(0, 1000, 0), (1000, 1000, 0x1000)])])
+            w.iteration(0, 0, 2000, 0, 0, 1, 1, 1, {0: (range(2000), [])})
+            for k in (1, 2):
+                dirty = sorted(dirty2) if k == 2 else list(range(0, 2000, 3))
+                e = (dirty, dirty[::7]) + ((2000, segs) if k == 2 else ())
+                w.iteration(k, k * 100000, len(dirty), 0, len(dirty[::7]), 1, 1, 1, {0: e})
+            w.end('completed', 2)
+            return bytes(w.data)
+        some = set(range(0, 1400, 3)) | set(range(1400, 1600))
+        ok = log([(0, 1000, 0), (1000, 1000, 0x1000)], some | set(range(1600, 2000, 3)))
+        self.assertEqual(self.same(ok)[0], 'ok')
+        self.assertTrue(used_fast(ok))
+        # pages 1500-1999 now at PFNs no block maps
+        for segs, dirty2 in (([(0, 1000, 0), (1000, 1000, 0x10000)], some),
+                             ([(0, 1000, 0), (1000, 1000, 0x1000 + 500)], some)):
+            r = self.same(log(segs, dirty2))
+            self.assertEqual(r[0], 'error')
+            self.assertIn('which no block maps', r[1])
+
+    def test_huge_page_numbers(self):
+        w = binlog.Writer()
+        w.header('10.0.13', 'kvm', 4096, 100, 1, 's', [('ram', 16, [(0, 16, 0)])])
+        w.iteration(0, 0, 16, 0, 0, 1, 1, 1, {0: (range(16), [])})
+        w.iteration(1, 100000, 2, 0, 0, 1, 1, 1, {0: ([3, 1 << 51], [])})
+        r = self.same(bytes(w.data))
+        self.assertEqual(r[0], 'error')
+
     def test_big_synthetic_logs(self):
         with tempfile.TemporaryDirectory() as d:
             t, b = os.path.join(d, 'a.txt'), os.path.join(d, 'a.btl')
