@@ -1053,6 +1053,22 @@ def compare(pred, real):
         c['bytes_pred'] = pred.get('sent_bytes')
         c['bytes_real'] = real['ram_transferred']
         c['bytes_err_pct'] = pct(pred.get('sent_bytes'), real['ram_transferred'])
+    # bt-report's spread over where in the trace the migration starts
+    # (--start-phases): is the real migration inside it?
+    sp = (pred or {}).get('start_phases')
+    if sp and sp.get('count', 1) > 1:
+        c['phases'] = sp['count']
+        c['phases_converge'] = sp['converges']
+        if c['real_converged'] and sp.get('total_s'):
+            lo, hi = sp['total_s']
+            c['total_ms_range'] = [lo * 1000, hi * 1000]
+            c['total_in_range'] = lo * 1000 <= real['total_ms'] <= hi * 1000
+            # the error of the nearer end: 0 inside the spread
+            near = min(max(real['total_ms'], lo * 1000), hi * 1000)
+            c['total_err_spread_pct'] = pct(near, real['total_ms'])
+        if real.get('rounds') is not None and sp.get('rounds') and c['real_converged']:
+            c['rounds_range'] = sp['rounds']
+            c['rounds_in_range'] = sp['rounds'][0] <= real['rounds'] <= sp['rounds'][1]
     return c
 
 
@@ -1121,6 +1137,13 @@ def summarise(results):
     s['rounds_within_1'] = sum(1 for x in rr if abs(x) <= 1)
     s['rounds_compared'] = len(rr)
     s['verdict_agree'] = sum(1 for r in done if r['comparison']['verdict_agrees'])
+    for k in ('total_in_range', 'rounds_in_range'):
+        xs = [r['comparison'][k] for r in done if k in r['comparison']]
+        s[k] = [sum(xs), len(xs)]
+    xs = [abs(r['comparison']['total_err_spread_pct']) for r in done
+          if r['comparison'].get('total_err_spread_pct') is not None]
+    s['total_err_spread_pct'] = {'n': len(xs), 'median_abs': statistics.median(xs) if xs else None,
+                                 'p90_abs': p90(xs)}
     s['verdict_cases'] = len(done)
     s['cases'] = len(results)
     s['errors'] = sum(1 for r in results if 'error' in r)
@@ -1172,6 +1195,16 @@ def table(results, summary):
         lines.append(f"rounds within +-1 of the real sync rounds: {summary['rounds_within_1']} "
                      f"of {summary['rounds_compared']} "
                      f"({100 * summary['rounds_within_1'] / summary['rounds_compared']:.0f} %)")
+    for k, what in (('total_in_range', 'total time'), ('rounds_in_range', 'sync rounds')):
+        n, m = summary.get(k, [0, 0])
+        if m:
+            lines.append(f"real {what} within the predicted spread over start points: "
+                         f"{n} of {m}")
+    q = summary.get('total_err_spread_pct')
+    if q and q['n']:
+        lines.append(f"|error| of total time to that spread (%, 0 inside): median "
+                     f"{fmt(q['median_abs'], '{:.1f}')}, p90 {fmt(q['p90_abs'], '{:.1f}')} "
+                     f"(n={q['n']})")
     lines.append(f"verdict (converges or not) agrees in {summary['verdict_agree']} of "
                  f"{summary['verdict_cases']} cases; {summary['errors']} errors, "
                  f"{summary['skipped']} skipped")

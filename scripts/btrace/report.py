@@ -207,6 +207,18 @@ def print_simulation(w, res, preds, show_rounds):
                 v = p['min_downtime_limit_s']
                 w('      at this max-bandwidth it would converge from a downtime limit of '
                   + (f'~{v * 1000:.0f} ms' if v else '- (none found)'))
+        sp = p.get('start_phases')
+        if sp and sp['count'] > 1:
+            head = (f'      the median of {sp["count"]} starts at points of the trace '
+                    f'(this one {fmt_s(p["trace_start_s"])} in): converges in ')
+            if sp['converges']:
+                lo, hi = sp['total_s']
+                r0, r1 = sp['rounds']
+                d0, d1 = sp['downtime_s']
+                w(head + f'{sp["converges"]} of {sp["count"]}; total {fmt_s(lo)} to '
+                  f'{fmt_s(hi)}, rounds {r0} to {r1}, downtime {fmt_s(d0)} to {fmt_s(d1)}')
+            else:
+                w(head + 'none')
         if show_rounds:
             for i, r in enumerate(p['round_list']):
                 w(f'      round {i:>3}: {fmt_s(r["start_s"]):>9} + {fmt_s(r["length_s"]):>9} '

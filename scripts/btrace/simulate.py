@@ -124,6 +124,15 @@ THE GUEST'S WRITES
     for the lazy clear's absorption, optimistic for the next sync).
   - Past the end of the trace, the windows 1..N are replayed again and
     again: the result says so (extrapolated).
+  - Params(start_s=x) starts the migration at point x of the trace instead
+    of its start (its writes before x have happened: a page's zero-ness is
+    as they left it), the trace still replayed cyclically.  Where a real
+    migration starts in the guest's cycle of writes is not known; for a
+    sweeping workload near the threshold it decides a round (which pages
+    the writer dirties while they are still pending cost nothing), so
+    bt-report runs the same migration from a few points spread over
+    the trace, predicts the median one and gives the spread
+    (cli.from_start_points, --start-phases).
   - A page's zero-ness when sent is its state in the latest window that
     listed it before then (v2; the baseline's zero lines before any), as of
     the start of the ram_save_iterate call that sends it (a write during
@@ -236,6 +245,7 @@ DEFAULTS = {
     'write_time': 'spread',
     'accel': None,                         # from the log
     'series': False,                       # record the pending-bytes time series
+    'start_s': 0.0,                        # the point of the trace the migration starts at
 }
 
 
@@ -527,6 +537,8 @@ class Simulation:
         self.clear_time = np.full(self.nchunks, np.inf)
         self.clear_pending = np.zeros(self.nchunks, dtype=bool)   # rb->clear_bmap
         self.last_sync = 0.0
+        # migration time t is trace time t + off (--start-phases)
+        self.off = float(p.start_s) % tr.length if tr.length > 0 else 0.0
         self.cursor = 0
         self.last_block = -1
         self.extrapolated = False
@@ -558,7 +570,9 @@ class Simulation:
             x = None
             logged = np.zeros(n, dtype=bool)
         lo = s0 if T <= 0 else max(s0, t - T)
-        pages, times, _, extra = tr.writes(lo, t)
+        pages, times, _, extra = tr.writes(lo + self.off, t + self.off)
+        if self.off:
+            times = times - self.off
         self.extrapolated |= extra
         if len(pages):
             if x is None:
@@ -658,7 +672,7 @@ class Simulation:
             blk = self.tr.space.block_of[idx]
             prev = np.concatenate(([self.last_block], blk[:-1]))
             change = blk != prev
-            is_zero = self.tr.zero_at(idx, t) & (not self.zdp_none)
+            is_zero = self.tr.zero_at(idx, t + self.off) & (not self.zdp_none)
             wire = HEADER + np.where(change, 1 + self.tr.idlen[blk], 0) + np.where(is_zero, 1, ps)
             ptime = wire / link + np.where(is_zero, self.zero_page_s, 0.0) + self.p.page_cpu_s
             cbytes = np.cumsum(wire)
@@ -727,7 +741,7 @@ class Simulation:
             self.dest_free = t + dcur
         if clear_ids:
             self.clear_time[clear_ids] = t + np.array(clear_times)
-        if limited and 0 < self.tr.length < t + elapsed:
+        if limited and 0 < self.tr.length < t + elapsed + self.off:
             self.extrapolated = True
         return elapsed, nbytes, normal_n, zero_n
 

@@ -47,6 +47,53 @@ class Json(unittest.TestCase):
         self.assertEqual(r['format'], 2)
         self.assertEqual(r['simulation']['clear_bitmap_shift'], 18)
 
+    def test_start_phases(self):
+        # 20 windows of 100 ms: the trace is 2 s; by default each prediction
+        # is run from 5 points of it, j x 0.618... of the way in (mod 1),
+        # and the prediction is the median run by total time (one that does
+        # not converge counting as the longest), with the spread of all.
+        text = synth.random_log(pages=2048, windows=20, hot=300, sprinkle=50, seed=5)
+        args = ('--bandwidth', '8MB/s,64MB/s,20MB/s', '--downtime-limit', '50',
+                '--link-bandwidth', '1000MB/s', '--no-search')
+        r = self.report(text, *args)
+        golden = (5 ** 0.5 - 1) / 2
+        for p in r['prediction']:
+            sp = p['start_phases']
+            self.assertEqual(sp['count'], 5)
+            self.assertEqual(len(sp['runs']), 5)
+            for j, got in enumerate(sp['start_s']):
+                self.assertAlmostEqual(got, (j * golden) % 1 * 2.0, places=9)
+            self.assertAlmostEqual(p['trace_start_s'], sp['start_s'][sp['picked']], places=12)
+            key = [(0, x['total_s']) if x['converges'] else (1, 0) for x in sp['runs']]
+            ranked = sorted(range(5), key=lambda i: (key[i], i))
+            self.assertEqual(sp['picked'], ranked[2])
+            mine = sp['runs'][sp['picked']]
+            self.assertEqual((mine['converges'], mine['total_s'], mine['rounds']),
+                             (p['converges'], p['total_s'], p['rounds']))
+            conv = [x for x in sp['runs'] if x['converges']]
+            self.assertEqual(sp['converges'], len(conv))
+            if conv:
+                self.assertEqual(sp['total_s'], [min(x['total_s'] for x in conv),
+                                                 max(x['total_s'] for x in conv)])
+                self.assertEqual(sp['rounds'], [min(x['rounds'] for x in conv),
+                                                max(x['rounds'] for x in conv)])
+            else:
+                self.assertIsNone(sp['total_s'])
+        # 8 MB/s converges from no start point, 64 MB/s from every one
+        self.assertEqual([p['start_phases']['converges'] for p in r['prediction']][:2], [0, 5])
+        # --start-phases 1: from the trace's start only
+        r1 = self.report(text, *args, '--start-phases', '1')
+        for p in r1['prediction']:
+            self.assertNotIn('start_phases', p)
+            self.assertEqual(p['trace_start_s'], 0.0)
+        with tempfile.NamedTemporaryFile('w', suffix='.log') as f:
+            f.write(text)
+            f.flush()
+            bad = subprocess.run([sys.executable, REPORT, f.name, '--start-phases', '0'],
+                                 capture_output=True, text=True)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn('--start-phases must be at least 1', bad.stderr)
+
     def test_v1_says_it_is_pessimistic(self):
         text = synth.make_log([('ram', 64, [(0, 64)])], empty_windows(3, 100), version=1)
         r = self.report(text, '--bandwidth', '128MiB/s')

@@ -570,5 +570,61 @@ class AgainstEventReplay(unittest.TestCase):
                         self.assertEqual(got, want, f'seed {seed} {wt} {accel} {bw} {dl}')
 
 
+class StartPoint(unittest.TestCase):
+    """Params(start_s=x): the migration starts at point x of the trace.
+    With writes at their windows' starts and x at a window boundary, that is
+    the migration of the trace rotated by x, whose baseline has the pages
+    zero as the windows before x left them."""
+
+    def test_same_as_the_rotated_trace(self):
+        rng = random.Random(11)
+        # windows of 62.5 ms: their boundaries and the start points are
+        # exact binary fractions, so t + x lands where t does in the rotated
+        # trace (writes at a window's start can coincide with a sync)
+        n, w, ms = 256, 12, 62.5
+        windows = []
+        for i in range(w):
+            pages = sorted(rng.sample(range(n), rng.choice((10, 60, 120))))
+            windows.append((pages, [p for p in pages if rng.random() < 0.4]))
+        base_zero = [p for p in range(n) if rng.random() < 0.5]
+
+        def log(ws, zero0, accel):
+            return one_block(n, [(ms * (i + 1), p, z) for i, (p, z) in enumerate(ws)],
+                             baseline_zero=zero0, accel=accel)
+        for k in (3, 7):
+            zero = set(base_zero)
+            for pages, zp in windows[:k]:
+                zero -= set(pages)
+                zero |= set(zp)
+            for accel in ('kvm', 'tcg'):
+                _, _, whole = build(log(windows, base_zero, accel))
+                _, _, rotated = build(log(windows[k:] + windows[:k], sorted(zero), accel))
+                for bw, dl in ((3e6, 0.02), (1e6, 0.3), (3e7, 0.005)):
+                    kw = dict(max_bandwidth=bw, downtime_limit_s=dl, clear_bitmap_shift=6,
+                              max_time_s=10)
+                    got = run(whole, start_s=k * ms / 1000, **kw)
+                    want = run(rotated, **kw)
+                    for r in (got, want):
+                        r.pop('extrapolated')
+                    self.assertEqual(got.keys(), want.keys())
+                    for key in got:
+                        if key in ('round_list', 'round_s', 'total_s', 'downtime_s',
+                                   'switchover_s', 'time_simulated_s', 'why'):
+                            continue
+                        self.assertEqual(got[key], want[key], f'{key}, k={k} {accel} {bw}')
+                    self.assertEqual(len(got['round_list']), len(want['round_list']))
+                    for a, b in zip(got['round_list'], want['round_list']):
+                        self.assertEqual((a['pages'], a['dirty_pages'], a['bytes']),
+                                         (b['pages'], b['dirty_pages'], b['bytes']))
+                        self.assertAlmostEqual(a['end_s'], b['end_s'], places=9)
+                    if want['converges']:
+                        self.assertAlmostEqual(got['total_s'], want['total_s'], places=9)
+
+    def test_start_zero_is_the_default(self):
+        _, _, tr = build(one_block(64, [(50, [1, 2], [2]), (100, [3], [])]))
+        self.assertEqual(run(tr, max_bandwidth=1e5, start_s=0.0),
+                         run(tr, max_bandwidth=1e5))
+
+
 if __name__ == '__main__':
     unittest.main()
