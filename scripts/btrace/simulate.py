@@ -485,12 +485,6 @@ class Simulation:
         self.chunk_base = np.concatenate(([0], np.cumsum(nchunks)[:-1])).astype(np.int64)
         self.chunk_of = self.chunk_base[sp.block_of] + (in_block >> shift)
         self.nchunks = int(nchunks.sum())
-        cb = []
-        for b in range(len(sp.block_pages)):
-            for k in range(int(nchunks[b])):
-                s = int(sp.block_base[b]) + (k << shift)
-                cb.append((s, min(s + (1 << shift), int(sp.block_base[b] + sp.block_pages[b]))))
-        self.chunk_range = cb
 
         # zero-page-detection multifd (QEMU's default) without multifd
         # detects zero pages like legacy (ram_save_target_page)

@@ -516,8 +516,8 @@ class EventReplay(simulate.Simulation):
         cleared = set()
         for when, kind, x in sorted(events):
             if kind == 0:
-                s, e = self.chunk_range[x]
-                self.log_bits[s:e] &= ~self.reported[s:e]
+                chunk = chunk_of == x
+                self.log_bits[chunk] &= ~self.reported[chunk]
                 cleared.add(x)
             elif not (self.lazy and self.reported[x] and chunk_of[x] not in cleared):
                 self.log_bits[x] = True
