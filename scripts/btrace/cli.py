@@ -352,10 +352,9 @@ def predict(log, space, res, args, bandwidths, downtimes):
             p, spread = from_start_points(trace, params, args.start_phases)
             params = params.copy(start_s=p['trace_start_s'])
             if info is None:
-                sim = simulate.Simulation(trace, params)
                 info = {
                     'accel': p['accel'], 'lazy_clear': p['lazy_clear'],
-                    'clear_bitmap_shift': sim.shift,
+                    'clear_bitmap_shift': p['clear_bitmap_shift'],
                     'zero_page_detection': args.zero_page_detection,
                     'avail_switchover_bandwidth': args.avail_switchover_bandwidth,
                     'calibration': args.calibration,

@@ -837,6 +837,7 @@ class Simulation:
             'extrapolated': self.extrapolated,
             'accel': self.accel,
             'lazy_clear': self.lazy,
+            'clear_bitmap_shift': self.shift,
             'zero_page_s': self.zero_page_s,
             'zero_page_cost_from': self.zero_cost_source,
             'sync_s': self.sync_s,
