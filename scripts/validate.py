@@ -1087,7 +1087,6 @@ def compare(pred, real):
         if c['real_converged'] and sp.get('total_s'):
             lo, hi = sp['total_s']
             c['total_ms_range'] = [lo * 1000, hi * 1000]
-            c['total_in_range'] = lo * 1000 <= real['total_ms'] <= hi * 1000
             # the error of the nearer end: 0 inside the spread
             near = min(max(real['total_ms'], lo * 1000), hi * 1000)
             c['total_err_spread_pct'] = pct(near, real['total_ms'])
@@ -1162,9 +1161,9 @@ def summarise(results):
     s['rounds_within_1'] = sum(1 for x in rr if abs(x) <= 1)
     s['rounds_compared'] = len(rr)
     s['verdict_agree'] = sum(1 for r in done if r['comparison']['verdict_agrees'])
-    for k in ('total_in_range', 'rounds_in_range'):
-        xs = [r['comparison'][k] for r in done if k in r['comparison']]
-        s[k] = [sum(xs), len(xs)]
+    xs = [r['comparison']['rounds_in_range'] for r in done
+          if 'rounds_in_range' in r['comparison']]
+    s['rounds_in_range'] = [sum(xs), len(xs)]
     xs = [abs(r['comparison']['total_err_spread_pct']) for r in done
           if r['comparison'].get('total_err_spread_pct') is not None]
     s['total_err_spread_pct'] = {'n': len(xs), 'median_abs': statistics.median(xs) if xs else None,
@@ -1220,11 +1219,10 @@ def table(results, summary):
         lines.append(f"rounds within +-1 of the real sync rounds: {summary['rounds_within_1']} "
                      f"of {summary['rounds_compared']} "
                      f"({100 * summary['rounds_within_1'] / summary['rounds_compared']:.0f} %)")
-    for k, what in (('total_in_range', 'total time'), ('rounds_in_range', 'sync rounds')):
-        n, m = summary.get(k, [0, 0])
-        if m:
-            lines.append(f"real {what} within the predicted spread over start points: "
-                         f"{n} of {m}")
+    n, m = summary.get('rounds_in_range', [0, 0])
+    if m:
+        lines.append(f"real sync rounds within the predicted spread over start points: "
+                     f"{n} of {m}")
     q = summary.get('total_err_spread_pct')
     if q and q['n']:
         lines.append(f"|error| of total time to that spread (%, 0 inside): median "
