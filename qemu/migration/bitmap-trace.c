@@ -68,6 +68,15 @@
  */
 #define BITMAP_TRACE_REARM_WORDS        256
 
+/*
+ * The baseline's zero scan is done in slices of this many words of the
+ * bitmap (2048 pages, 8 MiB of 4 KiB pages), between which the rounds that
+ * fall due are taken; and the rounds so queued keep at most this many bytes
+ * of dirty bitmap words
+ */
+#define BITMAP_TRACE_SCAN_WORDS         32
+#define BITMAP_TRACE_QUEUE_BYTES        (64 * MiB)
+
 /* Ranges per "pfns"/"unmapped" line, to keep lines readable */
 #define BITMAP_TRACE_RANGES_PER_LINE    256
 
@@ -645,16 +654,56 @@ static void bitmap_trace_map_changed(MemoryListener *listener)
 }
 
 /*
+ * Whether the next sync would find the RAM blocks, their sizes or the
+ * memory map changed since the last one.  Called with the BQL held.
+ */
+static bool bitmap_trace_changed(BitmapTrace *bt)
+{
+    RAMBlock *rb;
+
+    if (bt->map_stale) {
+        return true;
+    }
+    RCU_READ_LOCK_GUARD();
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+
+        if (!b->gone &&
+            (!bitmap_trace_block_present(b) ||
+             MIN(b->rb->used_length >> TARGET_PAGE_BITS, b->max_pages) !=
+             b->used_pages)) {
+            return true;
+        }
+    }
+    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
+        if (!bitmap_trace_find_block(bt, rb)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
  * One round: sync the dirty log, harvest every traced block and snapshot
  * the memory map the harvested pages are to be translated with.  Called
  * with the BQL held, like migration_bitmap_sync(), from the main loop
- * (@main_loop: the baseline) or the trace thread.
+ * (@main_loop: the baseline) or the trace thread.  With @if_unchanged, a
+ * round that would find the blocks or the map changed is not taken:
+ * nothing is synced or harvested and it returns false.
  */
-static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
+static bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop,
+                              bool if_unchanged)
 {
     int64_t t_sync = now_ns(), t_harvest;
     bool parked = bitmap_trace_park_vcpus(main_loop);
 
+    /* the BQL was dropped while the vCPUs were gathered: look now */
+    if (if_unchanged && bitmap_trace_changed(bt)) {
+        if (parked) {
+            bitmap_trace_release_vcpus();
+        }
+        return false;
+    }
     memory_global_dirty_log_sync(false);
     t_harvest = now_ns();
 
@@ -714,6 +763,7 @@ static void bitmap_trace_sync(BitmapTrace *bt, bool main_loop)
     bt->sync_us = (t_harvest - t_sync) / SCALE_US;
     bt->harvest_us = (now_ns() - t_harvest) / SCALE_US;
     bitmap_trace_find_blockers(bt);
+    return true;
 }
 
 /*
@@ -1354,9 +1404,11 @@ static void bitmap_trace_put_header(BitmapTrace *bt, GString *out)
 /*
  * After an iteration, what its sync found changed: the blocks that
  * arrived (their baseline: size, map and zero pages), those that went
- * away, and new migration blockers.
+ * away, and new migration blockers (of @bt->blocked, up to the first
+ * @blocked: those found by the iteration's sync).
  */
-static void bitmap_trace_put_changes(BitmapTrace *bt, GString *out)
+static void bitmap_trace_put_changes(BitmapTrace *bt, GString *out,
+                                     guint blocked)
 {
     bool binary = bt->format == BITMAP_TRACE_FORMAT_BINARY;
     GString *rec = bt->rec;
@@ -1404,7 +1456,7 @@ static void bitmap_trace_put_changes(BitmapTrace *bt, GString *out)
             g_string_append_printf(out, "removed name=%s\n", b->idstr);
         }
     }
-    for (; bt->blocked_logged < bt->blocked->len; bt->blocked_logged++) {
+    for (; bt->blocked_logged < blocked; bt->blocked_logged++) {
         const char *reason = g_ptr_array_index(bt->blocked,
                                                bt->blocked_logged);
 
@@ -1419,15 +1471,16 @@ static void bitmap_trace_put_changes(BitmapTrace *bt, GString *out)
 }
 
 static void bitmap_trace_put_iteration(BitmapTrace *bt, int64_t n,
-                                       int64_t t_ns, GString *out,
-                                       uint64_t *dirty, uint64_t *fresh)
+                                       int64_t t_ns, guint blocked,
+                                       GString *out, uint64_t *dirty,
+                                       uint64_t *fresh)
 {
     if (bt->format == BITMAP_TRACE_FORMAT_BINARY) {
         bitmap_trace_encode_iteration(bt, n, t_ns, out, dirty, fresh);
     } else {
         bitmap_trace_format_iteration(bt, n, t_ns, out, dirty, fresh);
     }
-    bitmap_trace_put_changes(bt, out);
+    bitmap_trace_put_changes(bt, out, blocked);
 }
 
 /* The end record; @error (for status failed) has no newline */
@@ -1453,63 +1506,271 @@ static void bitmap_trace_put_end(BitmapTrace *bt, GString *out,
 
 static void bitmap_trace_end_bh(void *opaque);
 
+/*
+ * Rounds taken while the baseline is being scanned
+ *
+ * The baseline's zero scan reads every page of the guest, which takes
+ * longer than a period on a big one (a quarter of a second for 16 GiB).
+ * The rounds that fall due meanwhile are taken on time, between slices of
+ * the scan, and kept (the dirty bitmap words they harvested, as sparse
+ * (block, word, bits) triples) until the baseline is in the log; then each
+ * is scanned for zero pages and logged in turn.  A queued round translates
+ * its pages with the baseline's map and logs nothing but its pages, so
+ * rounds are queued only while the RAM blocks, their sizes and the memory
+ * map stay as the baseline found them; the blockers a queued round finds
+ * are logged after it.  Past that, or past BITMAP_TRACE_QUEUE_BYTES, the
+ * scan goes on to its end and the rounds due are late, as they were.
+ */
+typedef struct BitmapTraceWord {
+    unsigned block;
+    unsigned long index;
+    unsigned long bits;
+} BitmapTraceWord;
+
+typedef struct BitmapTraceQueued {
+    int64_t t_lock;             /* when it asked for the BQL */
+    int64_t t_ns;               /* its sync, under the BQL */
+    int64_t t_unlocked;
+    int64_t sync_us;
+    int64_t harvest_us;
+    int64_t late_ms;
+    guint blocked;              /* of @blocked, how many it had found */
+    GArray *words;              /* BitmapTraceWord, the non-zero ones */
+} BitmapTraceQueued;
+
+static void bitmap_trace_queued_clear(gpointer data)
+{
+    BitmapTraceQueued *q = data;
+
+    g_array_free(q->words, true);
+}
+
+/*
+ * Take the round due at @deadline and queue it.  Returns false, having
+ * taken nothing, when rounds are not to be queued any more.
+ */
+static bool bitmap_trace_queue_round(BitmapTrace *bt, int64_t *deadline,
+                                     GArray *queue, size_t *bytes)
+{
+    BitmapTraceQueued q = { 0 };
+
+    if (queue->len >= bt->iterations || *bytes >= BITMAP_TRACE_QUEUE_BYTES ||
+        qatomic_read(&bt->stop_requested)) {
+        return false;
+    }
+    q.t_lock = now_ns();
+    bql_lock();
+    q.t_ns = now_ns();
+    if (!bitmap_trace_sync(bt, false, true)) {
+        bql_unlock();
+        return false;
+    }
+    q.blocked = bt->blocked->len;
+    bql_unlock();
+    q.t_unlocked = now_ns();
+    q.sync_us = bt->sync_us;
+    q.harvest_us = bt->harvest_us;
+    q.late_ms = (q.t_ns - *deadline) / SCALE_MS;
+    /* as in bitmap_trace_thread(): late by half a period starts again */
+    if (2 * (q.t_ns - *deadline) > bt->period_ms * SCALE_MS) {
+        *deadline = q.t_ns;
+    }
+    *deadline += bt->period_ms * SCALE_MS;
+
+    q.words = g_array_new(false, false, sizeof(BitmapTraceWord));
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+
+        for (unsigned long k = 0; !b->gone && k < BITS_TO_LONGS(b->used_pages);
+             k++) {
+            if (b->dirty[k]) {
+                BitmapTraceWord w = { i, k, b->dirty[k] };
+
+                g_array_append_val(q.words, w);
+            }
+        }
+    }
+    *bytes += q.words->len * sizeof(BitmapTraceWord);
+    g_array_append_val(queue, q);
+    return true;
+}
+
+/* Put the dirty pages a queued round harvested back in the blocks */
+static void bitmap_trace_unqueue(BitmapTrace *bt, const BitmapTraceQueued *q)
+{
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        bitmap_zero(bt->blocks[i].dirty, bt->blocks[i].max_pages);
+    }
+    for (guint j = 0; j < q->words->len; j++) {
+        BitmapTraceWord *w = &g_array_index(q->words, BitmapTraceWord, j);
+
+        bt->blocks[w->block].dirty[w->index] = w->bits;
+    }
+    bt->sync_us = q->sync_us;
+    bt->harvest_us = q->harvest_us;
+    bt->late_ms = q->late_ms;
+}
+
+/*
+ * The baseline's zero scan: bitmap_trace_scan_zero() of every page the
+ * baseline took, a slice at a time, taking the rounds that fall due from
+ * @deadline on in between into @queue.  It does not read @dirty, which
+ * those rounds overwrite, and leaves it as the baseline had it.
+ */
+static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
+                                       GArray *queue)
+{
+    int64_t scan_ns = 0;
+    size_t bytes = 0;
+    bool queueing = true;
+
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+        unsigned long nwords = BITS_TO_LONGS(b->max_pages);
+
+        for (unsigned long k0 = 0; k0 < nwords;
+             k0 += BITMAP_TRACE_SCAN_WORDS) {
+            unsigned long k1 = MIN(k0 + BITMAP_TRACE_SCAN_WORDS, nwords);
+            int64_t t_slice;
+
+            if (queueing && now_ns() >= *deadline) {
+                queueing = bitmap_trace_queue_round(bt, deadline, queue,
+                                                    &bytes);
+            }
+            t_slice = now_ns();
+            WITH_RCU_READ_LOCK_GUARD() {
+                uint64_t pages = 0;
+                RAMBlock *rb;
+
+                RAMBLOCK_FOREACH(rb) {
+                    if (rb == b->rb && !b->gone && rb->host) {
+                        /* the block may have shrunk since the baseline */
+                        pages = MIN(b->used_pages,
+                                    qatomic_read(&rb->used_length) >>
+                                    TARGET_PAGE_BITS);
+                        break;
+                    }
+                }
+                for (unsigned long k = k0; k < k1; k++) {
+                    unsigned long z = 0;
+
+                    for (unsigned bit = 0; bit < BITS_PER_LONG; bit++) {
+                        uint64_t p = k * BITS_PER_LONG + bit;
+
+                        if (p >= pages) {
+                            break;
+                        }
+                        if (buffer_is_zero(b->rb->host +
+                                           (p << TARGET_PAGE_BITS),
+                                           TARGET_PAGE_SIZE)) {
+                            z |= 1UL << bit;
+                        }
+                    }
+                    b->zero[k] = z;
+                }
+            }
+            scan_ns += now_ns() - t_slice;
+        }
+    }
+    bt->zero_us = scan_ns / SCALE_US;
+
+    /* the baseline's pages: every page, as the QMP handler set them */
+    if (queue->len) {
+        for (unsigned i = 0; i < bt->nblocks; i++) {
+            BitmapTraceBlock *b = &bt->blocks[i];
+
+            bitmap_zero(b->dirty, b->max_pages);
+            bitmap_set(b->dirty, 0, b->used_pages);
+        }
+    }
+}
+
+/* Log round @n, harvested at @t_ns; false on a write error */
+static bool bitmap_trace_log_round(BitmapTrace *bt, int64_t n, int64_t t_lock,
+                                   int64_t t_ns, int64_t t_unlocked,
+                                   guint blocked, GString *out, Error **errp)
+{
+    int64_t t_encode, t_write;
+    uint64_t dirty, fresh;
+    size_t bytes;
+
+    bitmap_trace_scan_zero(bt);
+    t_encode = now_ns();
+    bitmap_trace_put_iteration(bt, n, t_ns, blocked, out, &dirty, &fresh);
+    bytes = out->len;
+    t_write = now_ns();
+    if (!bitmap_trace_write(bt, out, errp)) {
+        return false;
+    }
+    trace_bitmap_trace_round(n, (t_ns - t_lock) / SCALE_US,
+                             (t_unlocked - t_ns) / SCALE_US,
+                             (t_write - t_encode) / SCALE_US,
+                             (now_ns() - t_write) / SCALE_US, bytes);
+    bitmap_trace_commit(bt, n, t_ns, dirty, fresh);
+    return true;
+}
+
 static void *bitmap_trace_thread(void *opaque)
 {
     BitmapTrace *bt = opaque;
     g_autoptr(GString) out = g_string_new(NULL);
+    g_autoptr(GArray) queue = g_array_new(false, false,
+                                          sizeof(BitmapTraceQueued));
     BitmapTraceStatus status = BITMAP_TRACE_STATUS_COMPLETED;
     Error *err = NULL;
     uint64_t dirty, fresh;
-    int64_t n, deadline = bt->t0_ns;
+    int64_t n = 1, deadline = bt->t0_ns + bt->period_ms * SCALE_MS;
+    guint blocked;
 
     rcu_register_thread();
+    g_array_set_clear_func(queue, bitmap_trace_queued_clear);
     bt->late_ms = 0;
 
     /* The QMP handler took the baseline: write it first */
-    bitmap_trace_scan_zero(bt);
     bitmap_trace_put_header(bt, out);
-    bitmap_trace_put_iteration(bt, 0, bt->t0_ns, out, &dirty, &fresh);
+    blocked = bt->blocked->len;
+    bitmap_trace_scan_baseline(bt, &deadline, queue);
+    bitmap_trace_put_iteration(bt, 0, bt->t0_ns, blocked, out, &dirty, &fresh);
     if (bitmap_trace_write(bt, out, &err)) {
         bitmap_trace_commit(bt, 0, bt->t0_ns, dirty, fresh);
     }
+    for (guint j = 0; !err && j < queue->len; j++, n++) {
+        BitmapTraceQueued *q = &g_array_index(queue, BitmapTraceQueued, j);
 
-    for (n = 1; !err && n <= bt->iterations; n++) {
+        bitmap_trace_unqueue(bt, q);
+        bitmap_trace_log_round(bt, n, q->t_lock, q->t_ns, q->t_unlocked,
+                               q->blocked, out, &err);
+    }
+    g_array_set_size(queue, 0);
+
+    for (; !err && n <= bt->iterations; n++) {
         bool stop;
-        int64_t t_ns, t_lock, t_unlocked, t_encode, t_write;
-        size_t bytes;
+        int64_t t_ns, t_lock, t_unlocked;
 
-        deadline += bt->period_ms * SCALE_MS;
         stop = bitmap_trace_wait(bt, deadline);
         t_lock = now_ns();
         bql_lock();
         t_ns = now_ns();
         bt->late_ms = (t_ns - deadline) / SCALE_MS;
         /*
-         * A round more than half a period late (the baseline's zero scan
-         * of a big guest, a busy host) starts the deadlines again from
+         * A round more than half a period late (a busy host, a baseline
+         * that could not queue its rounds) starts the deadlines again from
          * itself: the rounds it missed are skipped, not run back to back,
          * each with a window of next to nothing and a pause of its own.
          */
         if (2 * (t_ns - deadline) > bt->period_ms * SCALE_MS) {
             deadline = t_ns;
         }
-        bitmap_trace_sync(bt, false);
+        deadline += bt->period_ms * SCALE_MS;
+        bitmap_trace_sync(bt, false, false);
+        blocked = bt->blocked->len;
         bql_unlock();
         t_unlocked = now_ns();
 
-        bitmap_trace_scan_zero(bt);
-        t_encode = now_ns();
-        bitmap_trace_put_iteration(bt, n, t_ns, out, &dirty, &fresh);
-        bytes = out->len;
-        t_write = now_ns();
-        if (!bitmap_trace_write(bt, out, &err)) {
+        if (!bitmap_trace_log_round(bt, n, t_lock, t_ns, t_unlocked, blocked,
+                                    out, &err)) {
             break;
         }
-        trace_bitmap_trace_round(n, (t_ns - t_lock) / SCALE_US,
-                                 (t_unlocked - t_ns) / SCALE_US,
-                                 (t_write - t_encode) / SCALE_US,
-                                 (now_ns() - t_write) / SCALE_US, bytes);
-        bitmap_trace_commit(bt, n, t_ns, dirty, fresh);
         if (stop) {
             status = BITMAP_TRACE_STATUS_CANCELLED;
             break;
@@ -1869,7 +2130,7 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     memory_listener_register(&bt->map_listener, &address_space_memory);
     bt->map_stale = true;
     bt->t0_ns = now_ns();
-    bitmap_trace_sync(bt, true);
+    bitmap_trace_sync(bt, true, false);
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
 
