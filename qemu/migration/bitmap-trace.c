@@ -1158,6 +1158,51 @@ static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
  * and how it is now, its dirty pages, and which of them (by their rank
  * among the block's dirty pages) were zero.  Runs without the BQL.
  */
+/*
+ * The zero pages of @b's @ndirty dirty pages, as a set of ranks among
+ * them, in @b->scratch.  A word at a time: a word with no zero page only
+ * moves the rank on, and one of which every page is dirty (the baseline)
+ * gives its zero bits as they are, so that the baseline of a big guest
+ * costs O(words), not O(pages).
+ */
+static void bitmap_trace_zero_ranks(BitmapTraceBlock *b, uint64_t ndirty)
+{
+    unsigned long nwords = BITS_TO_LONGS(b->used_pages);
+    uint64_t rank = 0;
+
+    bitmap_zero(b->scratch, ndirty);
+    for (unsigned long k = 0; k < nwords; k++) {
+        unsigned long d = b->dirty[k];
+        unsigned long z;
+
+        if (k == nwords - 1 && b->used_pages % BITS_PER_LONG) {
+            d &= BITMAP_LAST_WORD_MASK(b->used_pages);
+        }
+        z = b->zero[k] & d;
+        if (z && d == ~0UL) {
+            unsigned long w = BIT_WORD(rank);
+            unsigned shift = rank % BITS_PER_LONG;
+
+            b->scratch[w] |= z << shift;
+            if (shift && z >> (BITS_PER_LONG - shift)) {
+                b->scratch[w + 1] |= z >> (BITS_PER_LONG - shift);
+            }
+        } else {
+            uint64_t r = rank;
+
+            for (unsigned long m = d; z; m &= m - 1, r++) {
+                unsigned long bit = m & -m;
+
+                if (z & bit) {
+                    set_bit(r, b->scratch);
+                    z &= ~bit;
+                }
+            }
+        }
+        rank += ctpopl(d);
+    }
+}
+
 static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
                                           int64_t t_ns, GString *out,
                                           uint64_t *dirty_out,
@@ -1211,18 +1256,7 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
         bitmap_trace_put_set(entries, b->dirty, b->used_pages, bdirty,
                              bt->enc);
         if (bzero) {
-            uint64_t rank = 0, p;
-
-            /* the zero pages, as a set of ranks among the dirty pages */
-            bitmap_zero(b->scratch, bdirty);
-            for (p = find_first_bit(b->dirty, b->used_pages);
-                 p < b->used_pages;
-                 p = find_next_bit(b->dirty, b->used_pages, p + 1)) {
-                if (test_bit(p, b->zero)) {
-                    set_bit(rank, b->scratch);
-                }
-                rank++;
-            }
+            bitmap_trace_zero_ranks(b, bdirty);
         }
         bitmap_trace_put_set(entries, b->scratch, bdirty, bzero, bt->enc);
     }
@@ -1514,7 +1548,8 @@ static void bitmap_trace_end_bh(void *opaque);
  * The rounds that fall due meanwhile are taken on time, between slices of
  * the scan, and kept (the dirty bitmap words they harvested, as sparse
  * (block, word, bits) triples) until the baseline is in the log; then each
- * is scanned for zero pages and logged in turn.  A queued round translates
+ * is scanned for zero pages and logged in turn, while the rounds that
+ * fall due meanwhile are still queued.  A queued round translates
  * its pages with the baseline's map and logs nothing but its pages, so
  * rounds are queued only while the RAM blocks, their sizes and the memory
  * map stay as the baseline found them; the blockers a queued round finds
@@ -1538,32 +1573,47 @@ typedef struct BitmapTraceQueued {
     GArray *words;              /* BitmapTraceWord, the non-zero ones */
 } BitmapTraceQueued;
 
+typedef struct BitmapTraceQueue {
+    GArray *rounds;             /* BitmapTraceQueued, oldest first */
+    guint logged;               /* of @rounds, how many are in the log */
+    size_t bytes;               /* of the words of those not logged */
+    bool open;                  /* rounds may still be queued */
+} BitmapTraceQueue;
+
 static void bitmap_trace_queued_clear(gpointer data)
 {
     BitmapTraceQueued *q = data;
 
-    g_array_free(q->words, true);
+    if (q->words) {
+        g_array_free(q->words, true);
+    }
 }
 
 /*
- * Take the round due at @deadline and queue it.  Returns false, having
- * taken nothing, when rounds are not to be queued any more.
+ * If the round due at @deadline is due, take it and queue it.  Once one
+ * cannot be queued, none is any more.
  */
-static bool bitmap_trace_queue_round(BitmapTrace *bt, int64_t *deadline,
-                                     GArray *queue, size_t *bytes)
+static void bitmap_trace_queue_round(BitmapTrace *bt, int64_t *deadline,
+                                     BitmapTraceQueue *queue)
 {
     BitmapTraceQueued q = { 0 };
 
-    if (queue->len >= bt->iterations || *bytes >= BITMAP_TRACE_QUEUE_BYTES ||
+    if (!queue->open || now_ns() < *deadline) {
+        return;
+    }
+    if (queue->rounds->len >= bt->iterations ||
+        queue->bytes >= BITMAP_TRACE_QUEUE_BYTES ||
         qatomic_read(&bt->stop_requested)) {
-        return false;
+        queue->open = false;
+        return;
     }
     q.t_lock = now_ns();
     bql_lock();
     q.t_ns = now_ns();
     if (!bitmap_trace_sync(bt, false, true)) {
         bql_unlock();
-        return false;
+        queue->open = false;
+        return;
     }
     q.blocked = bt->blocked->len;
     bql_unlock();
@@ -1590,13 +1640,13 @@ static bool bitmap_trace_queue_round(BitmapTrace *bt, int64_t *deadline,
             }
         }
     }
-    *bytes += q.words->len * sizeof(BitmapTraceWord);
-    g_array_append_val(queue, q);
-    return true;
+    queue->bytes += q.words->len * sizeof(BitmapTraceWord);
+    g_array_append_val(queue->rounds, q);
 }
 
 /* Put the dirty pages a queued round harvested back in the blocks */
-static void bitmap_trace_unqueue(BitmapTrace *bt, const BitmapTraceQueued *q)
+static void bitmap_trace_unqueue(BitmapTrace *bt, BitmapTraceQueue *queue,
+                                 BitmapTraceQueued *q)
 {
     for (unsigned i = 0; i < bt->nblocks; i++) {
         bitmap_zero(bt->blocks[i].dirty, bt->blocks[i].max_pages);
@@ -1609,6 +1659,9 @@ static void bitmap_trace_unqueue(BitmapTrace *bt, const BitmapTraceQueued *q)
     bt->sync_us = q->sync_us;
     bt->harvest_us = q->harvest_us;
     bt->late_ms = q->late_ms;
+    queue->bytes -= q->words->len * sizeof(BitmapTraceWord);
+    g_array_free(q->words, true);
+    q->words = NULL;
 }
 
 /*
@@ -1618,11 +1671,9 @@ static void bitmap_trace_unqueue(BitmapTrace *bt, const BitmapTraceQueued *q)
  * those rounds overwrite, and leaves it as the baseline had it.
  */
 static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
-                                       GArray *queue)
+                                       BitmapTraceQueue *queue)
 {
     int64_t scan_ns = 0;
-    size_t bytes = 0;
-    bool queueing = true;
 
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
@@ -1633,10 +1684,7 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
             unsigned long k1 = MIN(k0 + BITMAP_TRACE_SCAN_WORDS, nwords);
             int64_t t_slice;
 
-            if (queueing && now_ns() >= *deadline) {
-                queueing = bitmap_trace_queue_round(bt, deadline, queue,
-                                                    &bytes);
-            }
+            bitmap_trace_queue_round(bt, deadline, queue);
             t_slice = now_ns();
             WITH_RCU_READ_LOCK_GUARD() {
                 uint64_t pages = 0;
@@ -1675,7 +1723,7 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
     bt->zero_us = scan_ns / SCALE_US;
 
     /* the baseline's pages: every page, as the QMP handler set them */
-    if (queue->len) {
+    if (queue->rounds->len) {
         for (unsigned i = 0; i < bt->nblocks; i++) {
             BitmapTraceBlock *b = &bt->blocks[i];
 
@@ -1714,8 +1762,9 @@ static void *bitmap_trace_thread(void *opaque)
 {
     BitmapTrace *bt = opaque;
     g_autoptr(GString) out = g_string_new(NULL);
-    g_autoptr(GArray) queue = g_array_new(false, false,
-                                          sizeof(BitmapTraceQueued));
+    g_autoptr(GArray) queued = g_array_new(false, false,
+                                           sizeof(BitmapTraceQueued));
+    BitmapTraceQueue queue = { .rounds = queued, .open = true };
     BitmapTraceStatus status = BITMAP_TRACE_STATUS_COMPLETED;
     Error *err = NULL;
     uint64_t dirty, fresh;
@@ -1723,25 +1772,28 @@ static void *bitmap_trace_thread(void *opaque)
     guint blocked;
 
     rcu_register_thread();
-    g_array_set_clear_func(queue, bitmap_trace_queued_clear);
+    g_array_set_clear_func(queued, bitmap_trace_queued_clear);
     bt->late_ms = 0;
 
     /* The QMP handler took the baseline: write it first */
     bitmap_trace_put_header(bt, out);
     blocked = bt->blocked->len;
-    bitmap_trace_scan_baseline(bt, &deadline, queue);
+    bitmap_trace_scan_baseline(bt, &deadline, &queue);
     bitmap_trace_put_iteration(bt, 0, bt->t0_ns, blocked, out, &dirty, &fresh);
     if (bitmap_trace_write(bt, out, &err)) {
         bitmap_trace_commit(bt, 0, bt->t0_ns, dirty, fresh);
     }
-    for (guint j = 0; !err && j < queue->len; j++, n++) {
-        BitmapTraceQueued *q = &g_array_index(queue, BitmapTraceQueued, j);
+    /* the rounds that fall due while these are logged are queued too */
+    for (; !err && queue.logged < queued->len; queue.logged++, n++) {
+        BitmapTraceQueued *q;
 
-        bitmap_trace_unqueue(bt, q);
+        bitmap_trace_queue_round(bt, &deadline, &queue);
+        q = &g_array_index(queued, BitmapTraceQueued, queue.logged);
+        bitmap_trace_unqueue(bt, &queue, q);
         bitmap_trace_log_round(bt, n, q->t_lock, q->t_ns, q->t_unlocked,
                                q->blocked, out, &err);
     }
-    g_array_set_size(queue, 0);
+    g_array_set_size(queued, 0);
 
     for (; !err && n <= bt->iterations; n++) {
         bool stop;

@@ -233,7 +233,10 @@ static void test_exact_stop(const void *fmt)
 /*
  * Zero pages (log v2): the baseline says which pages hold only zero bytes,
  * and each window which of its dirtied pages do at its sync.  -M none's RAM
- * starts zeroed, and the test is the only writer.
+ * starts zeroed, and the test is the only writer.  Pages 0x100-0x13f are
+ * one word of the bitmap, all dirty and all zero but 0x120, after 5 dirty
+ * pages: the binary log's ranks of zero pages take a whole word at a time
+ * there, at an offset.
  */
 static void test_zero_pages(const void *fmt)
 {
@@ -241,9 +244,22 @@ static void test_zero_pages(const void *fmt)
     QTestState *qts = qtest_init(NONE_ARGS);
     g_autoptr(QDict) ev = NULL;
     g_autoptr(BTLog) log = NULL;
-    static const uint64_t dirty[] = { 0x10, 0x20, 0x30, 0x40, 0x50, 0xfff };
-    static const uint64_t zero[] = { 0x10, 0x30, 0x50 };
+    g_autoptr(GArray) dirty = g_array_new(false, false, sizeof(uint64_t));
+    g_autoptr(GArray) zero = g_array_new(false, false, sizeof(uint64_t));
+    static const uint64_t dirty_few[] = { 0x10, 0x20, 0x30, 0x40, 0x50 };
+    static const uint64_t zero_few[] = { 0x10, 0x30, 0x50 };
+    const uint64_t last = 0xfff;
     const BTLogIter *it0, *it1;
+
+    g_array_append_vals(dirty, dirty_few, G_N_ELEMENTS(dirty_few));
+    g_array_append_vals(zero, zero_few, G_N_ELEMENTS(zero_few));
+    for (uint64_t p = 0x100; p < 0x140; p++) {
+        g_array_append_val(dirty, p);
+        if (p != 0x120) {
+            g_array_append_val(zero, p);
+        }
+    }
+    g_array_append_val(dirty, last);
 
     /* non-zero before the trace: pages 0x10-0x13, and the last byte of 0x7 */
     qtest_memset(qts, 0x10 * PAGE, 0x5a, 4 * PAGE);
@@ -257,7 +273,9 @@ static void test_zero_pages(const void *fmt)
     qtest_writeb(qts, 0x40 * PAGE + PAGE - 1, 1);   /* only the last byte */
     qtest_memset(qts, 0x50 * PAGE, 0x77, PAGE);     /* zeroed again ... */
     qtest_memset(qts, 0x50 * PAGE, 0, PAGE);        /* ... before the sync */
-    qtest_writeb(qts, 0xfff * PAGE, 0x80);          /* first byte of the last */
+    qtest_memset(qts, 0x100 * PAGE, 0, 0x40 * PAGE); /* a word, zero ... */
+    qtest_writeb(qts, 0x120 * PAGE + 9, 1);         /* ... but one page */
+    qtest_writeb(qts, last * PAGE, 0x80);           /* first byte of the last */
     ev = stop_trace(qts);
 
     log = bt_log_parse(path, true);
@@ -275,12 +293,12 @@ static void test_zero_pages(const void *fmt)
     }
 
     it1 = g_ptr_array_index(log->iters, 1);
-    assert_exact(it1, dirty, G_N_ELEMENTS(dirty));
-    g_assert_cmpuint(it1->zero, ==, G_N_ELEMENTS(zero));
-    g_assert_cmpuint(it1->zero_pfns->len, ==, G_N_ELEMENTS(zero));
-    for (size_t i = 0; i < G_N_ELEMENTS(zero); i++) {
+    assert_exact(it1, (const uint64_t *)dirty->data, dirty->len);
+    g_assert_cmpuint(it1->zero, ==, zero->len);
+    g_assert_cmpuint(it1->zero_pfns->len, ==, zero->len);
+    for (size_t i = 0; i < zero->len; i++) {
         g_assert_cmphex(g_array_index(it1->zero_pfns, uint64_t, i), ==,
-                        zero[i]);
+                        g_array_index(zero, uint64_t, i));
     }
     g_assert_cmpuint(it1->unmapped_zero->len, ==, 0);
 
