@@ -767,6 +767,55 @@ static bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop,
 }
 
 /*
+ * How many of @b's pages can be read: those of the last harvest that the
+ * block still has (it may have shrunk since), none if it is gone.  Called
+ * with the RCU read lock.
+ */
+static uint64_t bitmap_trace_readable_pages(BitmapTraceBlock *b)
+{
+    RAMBlock *rb;
+
+    RAMBLOCK_FOREACH(rb) {
+        if (rb == b->rb && !b->gone && rb->host) {
+            return MIN(b->used_pages,
+                       qatomic_read(&rb->used_length) >> TARGET_PAGE_BITS);
+        }
+    }
+    return 0;
+}
+
+/*
+ * Write words [@k0, @k1) of @b->zero: which of the pages of @b->dirty (of
+ * every page if @all) among its first @pages hold only zero bytes.  Called
+ * with the RCU read lock.
+ */
+static void bitmap_trace_scan_words(BitmapTraceBlock *b, uint64_t pages,
+                                    unsigned long k0, unsigned long k1,
+                                    bool all)
+{
+    for (unsigned long k = k0; k < k1; k++) {
+        unsigned long d = k >= BITS_TO_LONGS(pages) ? 0 :
+                          all ? ~0UL : b->dirty[k];
+        unsigned long z = 0;
+
+        if (k == BITS_TO_LONGS(pages) - 1 && pages % BITS_PER_LONG) {
+            d &= BITMAP_LAST_WORD_MASK(pages);
+        }
+        while (d) {
+            unsigned long bit = ctzl(d);
+            uint64_t p = k * BITS_PER_LONG + bit;
+
+            d &= d - 1;
+            if (buffer_is_zero(b->rb->host + (p << TARGET_PAGE_BITS),
+                               TARGET_PAGE_SIZE)) {
+                z |= 1UL << bit;
+            }
+        }
+        b->zero[k] = z;
+    }
+}
+
+/*
  * Of the pages the last sync harvested, find those that hold only zero
  * bytes: pre-copy puts such a page on the wire as a header and one byte
  * (save_zero_page() in migration/ram.c) instead of a header and the page.
@@ -782,38 +831,10 @@ static void bitmap_trace_scan_zero(BitmapTrace *bt)
     WITH_RCU_READ_LOCK_GUARD() {
         for (unsigned i = 0; i < bt->nblocks; i++) {
             BitmapTraceBlock *b = &bt->blocks[i];
-            uint64_t pages = 0, k;
-            RAMBlock *rb;
 
-            RAMBLOCK_FOREACH(rb) {
-                if (rb == b->rb && !b->gone && rb->host) {
-                    /* the block may have shrunk since the sync */
-                    pages = MIN(b->used_pages,
-                                qatomic_read(&rb->used_length) >>
-                                TARGET_PAGE_BITS);
-                    break;
-                }
-            }
             /* one pass, that writes every word of @zero */
-            for (k = 0; k < BITS_TO_LONGS(b->max_pages); k++) {
-                unsigned long d = k < BITS_TO_LONGS(pages) ? b->dirty[k] : 0;
-                unsigned long z = 0;
-
-                if (k == BITS_TO_LONGS(pages) - 1 && pages % BITS_PER_LONG) {
-                    d &= BITMAP_LAST_WORD_MASK(pages);
-                }
-                while (d) {
-                    unsigned long bit = ctzl(d);
-                    uint64_t p = k * BITS_PER_LONG + bit;
-
-                    d &= d - 1;
-                    if (buffer_is_zero(b->rb->host + (p << TARGET_PAGE_BITS),
-                                       TARGET_PAGE_SIZE)) {
-                        z |= 1UL << bit;
-                    }
-                }
-                b->zero[k] = z;
-            }
+            bitmap_trace_scan_words(b, bitmap_trace_readable_pages(b), 0,
+                                    BITS_TO_LONGS(b->max_pages), false);
         }
     }
     bt->zero_us = (now_ns() - t_scan) / SCALE_US;
@@ -1152,13 +1173,6 @@ static void bitmap_trace_encode_header(BitmapTrace *bt, GString *out)
 }
 
 /*
- * The binary twin of bitmap_trace_format_iteration(): the fields of the
- * iter line, then an entry for each block that had pages dirtied or whose
- * map or size changed since the log last said: its index, what changed
- * and how it is now, its dirty pages, and which of them (by their rank
- * among the block's dirty pages) were zero.  Runs without the BQL.
- */
-/*
  * The zero pages of @b's @ndirty dirty pages, as a set of ranks among
  * them, in @b->scratch.  A word at a time: a word with no zero page only
  * moves the rank on, and one of which every page is dirty (the baseline)
@@ -1203,6 +1217,13 @@ static void bitmap_trace_zero_ranks(BitmapTraceBlock *b, uint64_t ndirty)
     }
 }
 
+/*
+ * The binary twin of bitmap_trace_format_iteration(): the fields of the
+ * iter line, then an entry for each block that had pages dirtied or whose
+ * map or size changed since the log last said: its index, what changed
+ * and how it is now, its dirty pages, and which of them (by their rank
+ * among the block's dirty pages) were zero.  Runs without the BQL.
+ */
 static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
                                           int64_t t_ns, GString *out,
                                           uint64_t *dirty_out,
@@ -1687,35 +1708,8 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
             bitmap_trace_queue_round(bt, deadline, queue);
             t_slice = now_ns();
             WITH_RCU_READ_LOCK_GUARD() {
-                uint64_t pages = 0;
-                RAMBlock *rb;
-
-                RAMBLOCK_FOREACH(rb) {
-                    if (rb == b->rb && !b->gone && rb->host) {
-                        /* the block may have shrunk since the baseline */
-                        pages = MIN(b->used_pages,
-                                    qatomic_read(&rb->used_length) >>
-                                    TARGET_PAGE_BITS);
-                        break;
-                    }
-                }
-                for (unsigned long k = k0; k < k1; k++) {
-                    unsigned long z = 0;
-
-                    for (unsigned bit = 0; bit < BITS_PER_LONG; bit++) {
-                        uint64_t p = k * BITS_PER_LONG + bit;
-
-                        if (p >= pages) {
-                            break;
-                        }
-                        if (buffer_is_zero(b->rb->host +
-                                           (p << TARGET_PAGE_BITS),
-                                           TARGET_PAGE_SIZE)) {
-                            z |= 1UL << bit;
-                        }
-                    }
-                    b->zero[k] = z;
-                }
+                bitmap_trace_scan_words(b, bitmap_trace_readable_pages(b),
+                                        k0, k1, true);
             }
             scan_ns += now_ns() - t_slice;
         }
