@@ -13,8 +13,9 @@ guest once and, on that same running guest, in turn:
      an untraced window just before (the guest's speed drifts on a shared
      host), and takes from the
      log and the trace events, per round: sync-us, harvest-us (take, re-arm
-     and map the pages), zero-us, the time the trace thread waited for and
-     held the BQL (the vCPUs are paused within it), the encode and write
+     and map the pages), the vCPUs' pause (the two added up), zero-us, the
+     time the trace thread waited for and held the BQL (the pause is within
+     it, and the thread holds it a little longer), the encode and write
      time and bytes (trace event bitmap_trace_round), and the rounds that
      came late (after their deadline by more than a tenth of the period),
      and the slots missed (skipped after a round more than half a period
@@ -299,6 +300,9 @@ def trace(q, tp, path, fmt, period, seconds):
     rec['dirty_total'] = sum(it.dirty for it in its)
     rec['sync_us'] = summary([it.sync_us for it in its])
     rec['harvest_us'] = summary([it.harvest_us for it in its])
+    # the vCPUs are parked from the start of sync-us to the end of
+    # harvest-us (less a memory map reread after them, when it changed)
+    rec['pause_us'] = summary([it.sync_us + it.harvest_us for it in its])
     rec['zero_us'] = summary([it.zero_us for it in its])
     rec['baseline'] = {'sync_us': log.iters[0].sync_us,
                        'harvest_us': log.iters[0].harvest_us,
@@ -509,7 +513,8 @@ def table(results, periods):
         unit = 'MiB/s' if rs[0]['case']['guest'] == 'linux' else 'passes/s'
         lines.append(f"  throughput, no trace: {spread([r.get('base') for r in ok], '{:.1f}')} {unit}")
         hdr = (f"  {'period':>7} {'loss %':>14} {'sync us':>14} {'harvest us':>14} "
-               f"{'zero us':>12} {'BQL held us':>14} {'p99':>8} {'encode us':>12} "
+               f"{'zero us':>12} {'pause us':>14} {'p99':>8} {'BQL held us':>14} {'p99':>8} "
+               f"{'encode us':>12} "
                f"{'write us':>10} {'late/missed':>11}")
         lines.append(hdr)
         for p in periods:
@@ -522,6 +527,8 @@ def table(results, periods):
                 f"{spread([get(x, 'sync_us', 'median') for x in t]):>14} "
                 f"{spread([get(x, 'harvest_us', 'median') for x in t]):>14} "
                 f"{spread([get(x, 'zero_us', 'median') for x in t]):>12} "
+                f"{spread([get(x, 'pause_us', 'median') for x in t]):>14} "
+                f"{spread([get(x, 'pause_us', 'p99') for x in t]):>8} "
                 f"{spread([get(x, 'bql_us', 'median') for x in t]):>14} "
                 f"{spread([get(x, 'bql_us', 'p99') for x in t]):>8} "
                 f"{spread([get(x, 'encode_us', 'median') for x in t]):>12} "
@@ -567,12 +574,13 @@ def markdown(results):
     for r in results:
         if 'error' not in r:
             by.setdefault(r['case']['name'], []).append(r)
-    rows = ['| case | dirty pages/round @100ms | BQL held (pause) @100ms median / p99 us '
+    rows = ['| case | dirty pages/round @100ms | vCPU pause @100ms median / p99 us '
+            '| BQL held @100ms median / p99 us | vCPU pause @10ms median / p99 us '
             '| sync / harvest+map / zero / encode / write us @100ms '
             '| migration_bitmap_sync median / p99 us '
             '| throughput loss % @1000 / 100 / 10 ms | late / missed @10ms '
             '| log B/dirty page binary / text |',
-            '|---|---|---|---|---|---|---|---|']
+            '|---|---|---|---|---|---|---|---|---|---|']
     for name, ok in by.items():
         def s(*path, f='{:.0f}'):
             return spread([get(r, *path) for r in ok], f)
@@ -582,7 +590,9 @@ def markdown(results):
                 f"{sum(x['rounds'] for x in t10)}") if t10 else '-'
         rows.append(
             f"| {name} | {s('traces', '100', 'dirty', 'median')} "
+            f"| {s('traces', '100', 'pause_us', 'median')} / {s('traces', '100', 'pause_us', 'p99')} "
             f"| {s('traces', '100', 'bql_us', 'median')} / {s('traces', '100', 'bql_us', 'p99')} "
+            f"| {s('traces', '10', 'pause_us', 'median')} / {s('traces', '10', 'pause_us', 'p99')} "
             f"| {s('traces', '100', 'sync_us', 'median')} / {s('traces', '100', 'harvest_us', 'median')}"
             f" / {s('traces', '100', 'zero_us', 'median')} / {s('traces', '100', 'encode_us', 'median')}"
             f" / {s('traces', '100', 'write_us', 'median')} "

@@ -733,6 +733,12 @@ static bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop,
             }
         }
     }
+    /*
+     * Before the vCPUs run again: on a host with fewer cores than vCPUs
+     * the threads woken would take the cores from this one while it
+     * holds the BQL, which it should drop as soon as it can.
+     */
+    bitmap_trace_find_blockers(bt);
     if (parked) {
         /* No vCPU is in a TB, so none is in a write whose bit we missed */
         bitmap_trace_release_vcpus();
@@ -762,7 +768,6 @@ static bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop,
 
     bt->sync_us = (t_harvest - t_sync) / SCALE_US;
     bt->harvest_us = (now_ns() - t_harvest) / SCALE_US;
-    bitmap_trace_find_blockers(bt);
     return true;
 }
 

@@ -63,7 +63,7 @@ for res in r['results']:
         if not t or t.get('status') != 'completed':
             fail.append(f'{name}: no completed trace at {p} ms')
             continue
-        for k in ('sync_us', 'harvest_us', 'zero_us', 'bql_us', 'encode_us', 'write_us'):
+        for k in ('sync_us', 'harvest_us', 'pause_us', 'zero_us', 'bql_us', 'encode_us', 'write_us'):
             if not t.get(k) or t[k].get('median') is None:
                 fail.append(f'{name}: {p} ms: no {k}')
         if t.get('throughput') is None:
