@@ -1591,7 +1591,7 @@ typedef struct BitmapTraceWord {
 typedef struct BitmapTraceQueued {
     int64_t t_lock;             /* when it asked for the BQL */
     int64_t t_ns;               /* its sync, under the BQL */
-    int64_t t_unlocked;
+    int64_t t_unlocked;         /* when it let the BQL go */
     int64_t sync_us;
     int64_t harvest_us;
     int64_t late_ms;
@@ -1642,8 +1642,9 @@ static void bitmap_trace_queue_round(BitmapTrace *bt, int64_t *deadline,
         return;
     }
     q.blocked = bt->blocked->len;
-    bql_unlock();
+    /* before: unlocking may hand the BQL to a vCPU thread that preempts us */
     q.t_unlocked = now_ns();
+    bql_unlock();
     q.sync_us = bt->sync_us;
     q.harvest_us = bt->harvest_us;
     q.late_ms = (q.t_ns - *deadline) / SCALE_MS;
@@ -1815,8 +1816,9 @@ static void *bitmap_trace_thread(void *opaque)
         deadline += bt->period_ms * SCALE_MS;
         bitmap_trace_sync(bt, false, false);
         blocked = bt->blocked->len;
-        bql_unlock();
+        /* before: unlocking may hand the BQL to a thread that preempts us */
         t_unlocked = now_ns();
+        bql_unlock();
 
         if (!bitmap_trace_log_round(bt, n, t_lock, t_ns, t_unlocked, blocked,
                                     out, &err)) {
