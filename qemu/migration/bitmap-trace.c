@@ -778,15 +778,12 @@ static bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop,
  */
 static uint64_t bitmap_trace_readable_pages(BitmapTraceBlock *b)
 {
-    RAMBlock *rb;
-
-    RAMBLOCK_FOREACH(rb) {
-        if (rb == b->rb && !b->gone && rb->host) {
-            return MIN(b->used_pages,
-                       qatomic_read(&rb->used_length) >> TARGET_PAGE_BITS);
-        }
+    /* not another block at the same address, allocated since */
+    if (b->gone || !bitmap_trace_block_present(b) || !b->rb->host) {
+        return 0;
     }
-    return 0;
+    return MIN(b->used_pages,
+               qatomic_read(&b->rb->used_length) >> TARGET_PAGE_BITS);
 }
 
 /*
@@ -826,7 +823,8 @@ static void bitmap_trace_scan_words(BitmapTraceBlock *b, uint64_t pages,
  * (save_zero_page() in migration/ram.c) instead of a header and the page.
  * Like migration's own scan this runs without the BQL while the vCPUs run,
  * so a page is classified by what it holds when it is read, just after its
- * round's sync.  The RCU read lock keeps a block's memory mapped while it
+ * round's sync (a round queued during the baseline's scan: when it is
+ * logged).  The RCU read lock keeps a block's memory mapped while it
  * is read; a block unplugged since the sync is not read.
  */
 static void bitmap_trace_scan_zero(BitmapTrace *bt)
@@ -1579,8 +1577,9 @@ static void bitmap_trace_end_bh(void *opaque);
  * its pages with the baseline's map and logs nothing but its pages, so
  * rounds are queued only while the RAM blocks, their sizes and the memory
  * map stay as the baseline found them; the blockers a queued round finds
- * are logged after it.  Past that, or past BITMAP_TRACE_QUEUE_BYTES, the
- * scan goes on to its end and the rounds due are late, as they were.
+ * are logged after it.  Past that, or once the queue holds
+ * BITMAP_TRACE_QUEUE_BYTES (checked before a round is taken), the rounds
+ * due wait until the scan and the rounds queued are done, and are late.
  */
 typedef struct BitmapTraceWord {
     unsigned block;
@@ -1700,6 +1699,8 @@ static void bitmap_trace_unqueue(BitmapTrace *bt, BitmapTraceQueue *queue,
 static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
                                        BitmapTraceQueue *queue)
 {
+    /* the baseline's own, which the rounds' syncs overwrite */
+    int64_t sync_us = bt->sync_us, harvest_us = bt->harvest_us;
     int64_t scan_ns = 0;
 
     for (unsigned i = 0; i < bt->nblocks; i++) {
@@ -1721,6 +1722,8 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
         }
     }
     bt->zero_us = scan_ns / SCALE_US;
+    bt->sync_us = sync_us;
+    bt->harvest_us = harvest_us;
 
     /* the baseline's pages: every page, as the QMP handler set them */
     if (queue->rounds->len) {
