@@ -734,9 +734,9 @@ static bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop,
         }
     }
     /*
-     * Before the vCPUs run again: on a host with fewer cores than vCPUs
-     * the threads woken would take the cores from this one while it
-     * holds the BQL, which it should drop as soon as it can.
+     * Before the release: a released vCPU thread needs the BQL to leave
+     * its park, so this costs the guest no longer pause, and what is left
+     * between the release and the unlock is short.
      */
     bitmap_trace_find_blockers(bt);
     if (parked) {
@@ -1587,7 +1587,8 @@ typedef struct BitmapTraceWord {
     unsigned long bits;
 } BitmapTraceWord;
 
-typedef struct BitmapTraceQueued {
+/* A round taken: when, and what its sync measured */
+typedef struct BitmapTraceRound {
     int64_t t_lock;             /* when it asked for the BQL */
     int64_t t_ns;               /* its sync, under the BQL */
     int64_t t_unlocked;         /* when it let the BQL go */
@@ -1595,6 +1596,10 @@ typedef struct BitmapTraceQueued {
     int64_t harvest_us;
     int64_t late_ms;
     guint blocked;              /* of @blocked, how many it had found */
+} BitmapTraceRound;
+
+typedef struct BitmapTraceQueued {
+    BitmapTraceRound round;
     GArray *words;              /* BitmapTraceWord, the non-zero ones */
 } BitmapTraceQueued;
 
@@ -1615,6 +1620,41 @@ static void bitmap_trace_queued_clear(gpointer data)
 }
 
 /*
+ * Take the round due at @deadline into @r, from the trace thread, and move
+ * @deadline on to the next one.  With @if_unchanged, one that would find
+ * the blocks or the map changed is not taken: returns false.
+ */
+static bool bitmap_trace_take_round(BitmapTrace *bt, int64_t *deadline,
+                                    bool if_unchanged, BitmapTraceRound *r)
+{
+    r->t_lock = now_ns();
+    bql_lock();
+    r->t_ns = now_ns();
+    if (!bitmap_trace_sync(bt, false, if_unchanged)) {
+        bql_unlock();
+        return false;
+    }
+    r->blocked = bt->blocked->len;
+    /* before: unlocking may hand the BQL to a thread that preempts us */
+    r->t_unlocked = now_ns();
+    bql_unlock();
+    r->sync_us = bt->sync_us;
+    r->harvest_us = bt->harvest_us;
+    r->late_ms = (r->t_ns - *deadline) / SCALE_MS;
+    /*
+     * A round more than half a period late (a busy host, a baseline that
+     * could not queue its rounds) starts the deadlines again from itself:
+     * the rounds it missed are skipped, not run back to back, each with a
+     * window of next to nothing and a pause of its own.
+     */
+    if (2 * (r->t_ns - *deadline) > bt->period_ms * SCALE_MS) {
+        *deadline = r->t_ns;
+    }
+    *deadline += bt->period_ms * SCALE_MS;
+    return true;
+}
+
+/*
  * If the round due at @deadline is due, take it and queue it.  Once one
  * cannot be queued, none is any more.
  */
@@ -1628,30 +1668,11 @@ static void bitmap_trace_queue_round(BitmapTrace *bt, int64_t *deadline,
     }
     if (queue->rounds->len >= bt->iterations ||
         queue->bytes >= BITMAP_TRACE_QUEUE_BYTES ||
-        qatomic_read(&bt->stop_requested)) {
+        qatomic_read(&bt->stop_requested) ||
+        !bitmap_trace_take_round(bt, deadline, true, &q.round)) {
         queue->open = false;
         return;
     }
-    q.t_lock = now_ns();
-    bql_lock();
-    q.t_ns = now_ns();
-    if (!bitmap_trace_sync(bt, false, true)) {
-        bql_unlock();
-        queue->open = false;
-        return;
-    }
-    q.blocked = bt->blocked->len;
-    /* before: unlocking may hand the BQL to a vCPU thread that preempts us */
-    q.t_unlocked = now_ns();
-    bql_unlock();
-    q.sync_us = bt->sync_us;
-    q.harvest_us = bt->harvest_us;
-    q.late_ms = (q.t_ns - *deadline) / SCALE_MS;
-    /* as in bitmap_trace_thread(): late by half a period starts again */
-    if (2 * (q.t_ns - *deadline) > bt->period_ms * SCALE_MS) {
-        *deadline = q.t_ns;
-    }
-    *deadline += bt->period_ms * SCALE_MS;
 
     q.words = g_array_new(false, false, sizeof(BitmapTraceWord));
     for (unsigned i = 0; i < bt->nblocks; i++) {
@@ -1682,9 +1703,6 @@ static void bitmap_trace_unqueue(BitmapTrace *bt, BitmapTraceQueue *queue,
 
         bt->blocks[w->block].dirty[w->index] = w->bits;
     }
-    bt->sync_us = q->sync_us;
-    bt->harvest_us = q->harvest_us;
-    bt->late_ms = q->late_ms;
     queue->bytes -= q->words->len * sizeof(BitmapTraceWord);
     g_array_free(q->words, true);
     q->words = NULL;
@@ -1736,28 +1754,35 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
     }
 }
 
-/* Log round @n, harvested at @t_ns; false on a write error */
-static bool bitmap_trace_log_round(BitmapTrace *bt, int64_t n, int64_t t_lock,
-                                   int64_t t_ns, int64_t t_unlocked,
-                                   guint blocked, GString *out, Error **errp)
+/*
+ * Log round @n, @r, whose pages are in the blocks' @dirty; false on a
+ * write error
+ */
+static bool bitmap_trace_log_round(BitmapTrace *bt, int64_t n,
+                                   const BitmapTraceRound *r, GString *out,
+                                   Error **errp)
 {
     int64_t t_encode, t_write;
     uint64_t dirty, fresh;
     size_t bytes;
 
+    bt->sync_us = r->sync_us;
+    bt->harvest_us = r->harvest_us;
+    bt->late_ms = r->late_ms;
     bitmap_trace_scan_zero(bt);
     t_encode = now_ns();
-    bitmap_trace_put_iteration(bt, n, t_ns, blocked, out, &dirty, &fresh);
+    bitmap_trace_put_iteration(bt, n, r->t_ns, r->blocked, out, &dirty,
+                               &fresh);
     bytes = out->len;
     t_write = now_ns();
     if (!bitmap_trace_write(bt, out, errp)) {
         return false;
     }
-    trace_bitmap_trace_round(n, (t_ns - t_lock) / SCALE_US,
-                             (t_unlocked - t_ns) / SCALE_US,
+    trace_bitmap_trace_round(n, (r->t_ns - r->t_lock) / SCALE_US,
+                             (r->t_unlocked - r->t_ns) / SCALE_US,
                              (t_write - t_encode) / SCALE_US,
                              (now_ns() - t_write) / SCALE_US, bytes);
-    bitmap_trace_commit(bt, n, t_ns, dirty, fresh);
+    bitmap_trace_commit(bt, n, r->t_ns, dirty, fresh);
     return true;
 }
 
@@ -1793,38 +1818,16 @@ static void *bitmap_trace_thread(void *opaque)
         bitmap_trace_queue_round(bt, &deadline, &queue);
         q = &g_array_index(queued, BitmapTraceQueued, queue.logged);
         bitmap_trace_unqueue(bt, &queue, q);
-        bitmap_trace_log_round(bt, n, q->t_lock, q->t_ns, q->t_unlocked,
-                               q->blocked, out, &err);
+        bitmap_trace_log_round(bt, n, &q->round, out, &err);
     }
     g_array_set_size(queued, 0);
 
     for (; !err && n <= bt->iterations; n++) {
-        bool stop;
-        int64_t t_ns, t_lock, t_unlocked;
+        bool stop = bitmap_trace_wait(bt, deadline);
+        BitmapTraceRound r;
 
-        stop = bitmap_trace_wait(bt, deadline);
-        t_lock = now_ns();
-        bql_lock();
-        t_ns = now_ns();
-        bt->late_ms = (t_ns - deadline) / SCALE_MS;
-        /*
-         * A round more than half a period late (a busy host, a baseline
-         * that could not queue its rounds) starts the deadlines again from
-         * itself: the rounds it missed are skipped, not run back to back,
-         * each with a window of next to nothing and a pause of its own.
-         */
-        if (2 * (t_ns - deadline) > bt->period_ms * SCALE_MS) {
-            deadline = t_ns;
-        }
-        deadline += bt->period_ms * SCALE_MS;
-        bitmap_trace_sync(bt, false, false);
-        blocked = bt->blocked->len;
-        /* before: unlocking may hand the BQL to a thread that preempts us */
-        t_unlocked = now_ns();
-        bql_unlock();
-
-        if (!bitmap_trace_log_round(bt, n, t_lock, t_ns, t_unlocked, blocked,
-                                    out, &err)) {
+        bitmap_trace_take_round(bt, &deadline, false, &r);
+        if (!bitmap_trace_log_round(bt, n, &r, out, &err)) {
             break;
         }
         if (stop) {
