@@ -98,15 +98,19 @@ check-sanitizers: $(BUILD)/.stamp-assemble
 demo: all
 	bash scripts/demo.sh
 
+# The measurements (scripts/measure/) with the analyzer's package (btrace)
+# on the path; a full run writes its results to docs/results/ too.
+MEASURE_PY := PYTHONPATH=$(TOP)/scripts:$(TOP)/analyzer /usr/bin/python3
+
 # A benchmark, not a test: about 15 minutes on 2 cores (QUICK=1: about 1).
 # VALIDATE_ARGS="--cases seq" picks cases; QEMU=... runs another binary.
 validate: $(if $(QEMU),,all)
-	/usr/bin/python3 scripts/validate.py $(if $(QUICK),--quick) $(VALIDATE_ARGS)
+	$(MEASURE_PY) -m measure.validate $(if $(QUICK),--quick) $(VALIDATE_ARGS)
 
 # What bitmap-trace costs, next to migration's own sync: about 30 minutes on
 # 2 cores (QUICK=1: about 1.5).  BENCH_ARGS="--cases kvm-16G --repeat 3".
 bench: $(if $(QEMU),,all)
-	/usr/bin/python3 scripts/bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+	$(MEASURE_PY) -m measure.bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 series: $(BUILD)/.stamp-fetch
 	bash scripts/series.sh
