@@ -1,11 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Run `make bench QUICK=1` (scripts/bench.py --quick) and check the
+# Run `make bench QUICK=1` (scripts/measure/bench.py --quick) and check the
 # machinery, not the numbers: every case ran without error or was skipped
 # with a reason, and results.json has, per case, the throughput with no
 # trace and with a trace at each period, the per-round timings from the log
 # and the trace events, the log size in both formats, the analyzer's speed,
-# the migration's syncs and calc-dirty-rate; no QEMU is left running.
+# the migration's syncs and calc-dirty-rate; no QEMU is left running; the
+# Markdown results (OUT/results.md) have the machine and the summary table.
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 
@@ -94,4 +95,8 @@ if pgrep -f "$out" >/dev/null; then
     echo "FAIL: a QEMU of the bench is still running"
     exit 1
 fi
+md=$out/results.md
+for want in '^- CPU: ' '^- QEMU: ' '^| case | dirty pages/round' '^## Every figure, as printed'; do
+    grep -q -- "$want" "$md" 2>/dev/null || { echo "FAIL: $md has no line matching /$want/"; exit 1; }
+done
 echo "bench-test: pass"

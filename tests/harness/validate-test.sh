@@ -1,12 +1,13 @@
 #!/bin/bash
-# Run `make validate QUICK=1` (scripts/validate.py --quick) end to end and
+# Run `make validate QUICK=1` (scripts/measure/validate.py --quick) end to end and
 # check the machinery, not the accuracy: results.json is complete, every
 # case has both bt-report's prediction and a real migration (or is skipped
 # with a reason, e.g. the KVM case without a usable /dev/kvm), a migration
 # that completed has its times and byte counts and left the guest running
 # on the destination, one that did not was cancelled at its time cap, the
-# calibration (run first, quick, or cached) is there, and no QEMU is left
-# running.
+# calibration (run first, quick, or cached) is there, no QEMU is left
+# running, and the Markdown results (OUT/results.md) have the machine and the
+# table, while a quick run writes nothing under docs/.
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 
@@ -31,6 +32,7 @@ fi
 
 rm -rf "$out"
 mkdir -p "$out"
+touch "$out/.start"
 start=$SECONDS
 set +e
 # Through the Makefile target; QEMU= keeps make from building.
@@ -131,4 +133,12 @@ for p in problems:
     print(f'FAIL: {p}')
 sys.exit(1 if problems else 0)
 EOF
+md=$out/results.md
+[ -s "$md" ] || fail "no $md"
+for want in '^- CPU: ' '^- QEMU: ' '^| case | predicted | real |' '^- verdict (converges or not) agrees'; do
+    grep -q -- "$want" "$md" || fail "$md has no line matching /$want/"
+done
+if [ -n "$(find "$top/docs" -newer "$out/.start" -name 'validate-*' 2>/dev/null)" ]; then
+    fail "a quick run wrote under docs/"
+fi
 echo "validate-test: pass"
