@@ -30,7 +30,7 @@ BUILD := $(TOP)/build/$(QEMU_BASE)
 PATCHDIR := patches/$(QEMU_BASE)
 export BUILD
 ifeq ($(wildcard $(TOP)/$(PATCHDIR)/series),)
-$(error QEMU_BASE=$(QEMU_BASE): there is no $(PATCHDIR)/series (README: QEMU bases))
+$(error QEMU_BASE=$(QEMU_BASE): there is no $(PATCHDIR)/series (docs/qemu-bases.md))
 endif
 endif
 OBJ := $(abspath $(BUILD))/obj

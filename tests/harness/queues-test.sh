@@ -1,5 +1,5 @@
 #!/bin/bash
-# Every per-base queue patches/X.Y/ (README: QEMU bases) holds the same
+# Every per-base queue patches/X.Y/ (docs/qemu-bases.md) holds the same
 # patches as patches/, in the same order and with the same subjects: a
 # patch added to or renamed in patches/ must be rebased into each queue.
 # Exit 0 = pass, 77 = skip (no other queue), anything else = fail.
