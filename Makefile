@@ -101,12 +101,12 @@ demo: all
 # A benchmark, not a test: about 15 minutes on 2 cores (QUICK=1: about 1).
 # VALIDATE_ARGS="--cases seq" picks cases; QEMU=... runs another binary.
 validate: $(if $(QEMU),,all)
-	/usr/bin/python3 scripts/validate.py $(if $(QUICK),--quick) $(VALIDATE_ARGS)
+	PYTHONPATH=$(CURDIR)/analyzer /usr/bin/python3 scripts/validate.py $(if $(QUICK),--quick) $(VALIDATE_ARGS)
 
 # What bitmap-trace costs, next to migration's own sync: about 30 minutes on
 # 2 cores (QUICK=1: about 1.5).  BENCH_ARGS="--cases kvm-16G --repeat 3".
 bench: $(if $(QEMU),,all)
-	/usr/bin/python3 scripts/bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+	PYTHONPATH=$(CURDIR)/analyzer /usr/bin/python3 scripts/bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 series: $(BUILD)/.stamp-fetch
 	bash scripts/series.sh

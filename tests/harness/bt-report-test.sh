@@ -1,6 +1,7 @@
 #!/bin/bash
-# Test scripts/bt-report against small hand-written v1 logs.  The expected
-# numbers are worked out by hand below, not taken from the tool.
+# Test scripts/bt-report (the shim that runs analyzer/btrace) against small
+# hand-written v1 logs.  The expected numbers are worked out by hand below,
+# not taken from the tool.
 # Exit 0 = pass, 1 = fail.
 set -euo pipefail
 

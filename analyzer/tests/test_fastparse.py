@@ -18,7 +18,7 @@ import unittest
 
 import numpy as np
 
-from helpers import parse, synth
+from .helpers import parse, synth
 from btrace import binlog, biglog
 
 FIELDS = ('n', 't_ms', 'dirty', 'unmapped', 'sync_us', 'harvest_us', 'lineno', 'zero',

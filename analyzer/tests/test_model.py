@@ -3,7 +3,7 @@
 
 import unittest
 
-from helpers import model, parse, synth
+from .helpers import model, parse, synth
 
 
 class PageSpaceTest(unittest.TestCase):

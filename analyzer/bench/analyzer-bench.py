@@ -25,8 +25,8 @@ repeats, with the ratio of the medians to raw and to old.  A binary byte
 holds far more pages than a text byte, so Mpages/s (the dirty pages of all
 iterations, the baseline's included) are given too.
 
-  analyzer-bench.py [--quick] [--repeat N] [--scale X] [--report] [--old]
-                    [--cases REGEX] [--dir DIR] [--keep] [--json FILE]
+  PYTHONPATH=analyzer analyzer/bench/analyzer-bench.py [--quick] [--repeat N]
+      [--scale X] [--report] [--old] [--cases REGEX] [--dir DIR] [--keep] [--json FILE]
 """
 
 import argparse
@@ -40,10 +40,11 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from btrace import binlog, biglog, parse  # noqa: E402
+try:
+    from btrace import binlog, biglog, parse
+except ImportError as e:
+    sys.exit(f'analyzer-bench: {e}: run it with PYTHONPATH=analyzer (the tree\'s btrace) '
+             'or with btrace installed (pip install ./analyzer)')
 
 PAGES = 4 << 20                 # 16 GiB of 4 KiB pages
 # name, share dirtied per window, mode, windows (at --scale 1)
@@ -67,7 +68,7 @@ def old_parse(path):
 
 
 def report(path):
-    subprocess.run([sys.executable, os.path.join(HERE, 'bt-report'), path] + REPORT_ARGS,
+    subprocess.run([sys.executable, '-m', 'btrace', path] + REPORT_ARGS,
                    check=True, stdout=subprocess.DEVNULL)
 
 
