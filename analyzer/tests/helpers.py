@@ -10,7 +10,7 @@ import os
 import sys
 
 import btrace
-from btrace import model, parse, simulate, synth  # noqa: F401
+from btrace import pages, parse, simulate, summary, synth  # noqa: F401
 
 # bt-report of the btrace under test, whichever way it was found
 REPORT = [sys.executable, '-m', 'btrace']
@@ -33,7 +33,7 @@ def setup_bytes(names):
 
 def build(text, write_time='start'):
     log = parse.parse_text(text)
-    space = model.PageSpace(log)
+    space = pages.PageSpace(log)
     return log, space, simulate.Trace(log, space, write_time)
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import unittest
 
-from .helpers import REPORT, model, parse
+from .helpers import REPORT, pages, parse
 from btrace import binlog
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -87,7 +87,7 @@ class Changes(unittest.TestCase):
 
     def test_model_leaves_added_ram_out(self):
         log = parse.parse_text(TEXT)
-        space = model.PageSpace(log)
+        space = pages.PageSpace(log)
         self.assertEqual(space.npages, 8)
         # window 2: the boot RAM's page 3 only
         self.assertEqual(space.pages(log.iters[2]).tolist(), [3])

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from .helpers import empty_windows, model, parse, simulate, synth
+from .helpers import empty_windows, pages, parse, simulate, summary, synth
 from .test_export import REPORT, small_log
 
 from btrace import plot
@@ -111,8 +111,8 @@ class Figures(unittest.TestCase):
         self.tmp = tempfile.TemporaryDirectory()
         self.dir = self.tmp.name
         self.log = parse.parse_text(small_log())
-        self.space = model.PageSpace(self.log)
-        self.res = model.summarise(self.log, self.space)
+        self.space = pages.PageSpace(self.log)
+        self.res = summary.summarise(self.log, self.space)
 
     def tearDown(self):
         self.tmp.cleanup()
