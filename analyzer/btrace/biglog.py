@@ -15,7 +15,7 @@ binlog.to_text() of the binary gives the text byte for byte.
 
 import numpy as np
 
-from . import binlog
+from . import binlog, binlog_write
 
 RANGES_PER_LINE = 256
 LOW = 0xc0000                   # pages below 3 GiB (pc.ram's first part)
@@ -89,7 +89,7 @@ def _varints(v):
 def encode_set(pages):
     """binlog.encode_set() for a sorted int64 array, with numpy."""
     if not len(pages):
-        return bytes([binlog.RUNS]) + binlog._varint(0)
+        return bytes([binlog.RUNS]) + binlog_write.encode_varint(0)
     starts, ends = _runs(pages)
     pos = np.concatenate(([0], ends[:-1] + 1))
     length = ends - starts
@@ -102,11 +102,11 @@ def encode_set(pages):
     runs = _varints(vals[keep])
     bitmap_len = int(pages[-1]) // 8 + 1
     if len(runs) <= bitmap_len:
-        return bytes([binlog.RUNS]) + binlog._varint(len(runs)) + runs
+        return bytes([binlog.RUNS]) + binlog_write.encode_varint(len(runs)) + runs
     bits = np.zeros(bitmap_len * 8, dtype=np.uint8)
     bits[pages] = 1
     bm = np.packbits(bits, bitorder='little').tobytes()
-    return bytes([binlog.BITMAP]) + binlog._varint(bitmap_len) + bm
+    return bytes([binlog.BITMAP]) + binlog_write.encode_varint(bitmap_len) + bm
 
 
 def write(text_path, bin_path, pages=4 << 20, n=100, frac=0.01, mode='random',
@@ -158,20 +158,20 @@ def write(text_path, bin_path, pages=4 << 20, n=100, frac=0.01, mode='random',
                         out.append(f'unmapped-zero rom:0-{len(romz) - 1:x}\n')
                 ft.write(''.join(out))
             if fb:
-                p = b''.join(binlog._varint(v) for v in (
+                p = b''.join(binlog_write.encode_varint(v) for v in (
                     i, t_us, nd, len(rom), nz, head['sync'], head['harvest'], head['zus']))
                 entries = [(0, dirty, zero)] + ([(1, rom, romz)] if len(rom) else [])
                 entries = [e for e in entries if len(e[1])]
-                p += binlog._varint(len(entries))
+                p += binlog_write.encode_varint(len(entries))
                 for bi, d, z in entries:
-                    p += binlog._varint(bi) + binlog._varint(0)
+                    p += binlog_write.encode_varint(bi) + binlog_write.encode_varint(0)
                     p += encode_set(d)
                     p += encode_set(np.searchsorted(d, z).astype(np.int64))
-                fb.write(binlog._record('I', p))
+                fb.write(binlog_write.encode_record('I', p))
         if ft:
             ft.write(f'end status=completed iterations={n}\n')
         if fb:
-            fb.write(binlog._record('E', binlog._str('completed') + binlog._varint(n)))
+            fb.write(binlog_write.encode_record('E', binlog_write.encode_str('completed') + binlog_write.encode_varint(n)))
         return total
     finally:
         if ft:

@@ -305,7 +305,7 @@ class Binary(unittest.TestCase):
     def test_version(self):
         data = bytearray(binary_log(0, blocks=1))
         # the header's version varint follows 'H' and the record's length
-        r = binlog._Reader(data, len(binlog.MAGIC) + 1, len(data))
+        r = binlog.Reader(data, len(binlog.MAGIC) + 1, len(data))
         r.varint()
         data[r.pos] = 4
         want = self.same(bytes(data))
