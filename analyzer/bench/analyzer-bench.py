@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """analyzer-bench.py: how fast bt-report reads a log, text and binary.
 
-Writes synthetic logs of a 16 GiB guest (4M pages, btrace/biglog.py: pc.ram
-below 3 GiB and above 4 GiB, a small unmapped ROM, a tenth of the dirty
-pages zero) in both formats, for each case (a share of the RAM dirtied per
+Writes synthetic logs of a 16 GiB guest (4M pages, btrace.synth.write_big():
+pc.ram below 3 GiB and above 4 GiB, a small unmapped ROM, a tenth of the
+dirty pages zero) in both formats, for each case (a share of the RAM dirtied per
 100 ms window, at random or as one sequential stretch), and times, each
 --repeat times, interleaved:
 
@@ -41,7 +41,7 @@ import tempfile
 import time
 
 try:
-    from btrace import binlog, biglog, parse
+    from btrace import binlog, parse, synth
 except ImportError as e:
     sys.exit(f'analyzer-bench: {e}: run it with PYTHONPATH=analyzer (the tree\'s btrace) '
              'or with btrace installed (pip install ./analyzer)')
@@ -100,7 +100,7 @@ def run(args, say=print):
             n = max(int(windows * args.scale), 2)
             tp, bp = os.path.join(tmp, name + '.txt'), os.path.join(tmp, name + '.btl')
             t = time.perf_counter()
-            biglog.write(tp, bp, pages=args.pages, n=n, frac=frac, mode=mode)
+            synth.write_big(tp, bp, pages=args.pages, n=n, frac=frac, mode=mode)
             log = parse.parse(bp)
             pages = sum(it.dirty for it in log.iters)
             del log
