@@ -146,7 +146,7 @@ THE GUEST'S WRITES
     latest write.  So a simulation costs in proportion to its syncs and the
     pages it sends, not to the guest's writes over the simulated time (a
     busy 16 GiB guest writes billions of pages in 600 s).
-    tests/python/test_simulate.py checks it, result for result, against an
+    analyzer/tests/test_simulate.py checks it, result for result, against an
     event-by-event replay of the writes and the clears.
 
 THE TIME SERIES (Params(series=True), for bt-report's migration figure)

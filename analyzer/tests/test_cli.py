@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""scripts/bt-report's command line: the JSON prediction others rely on."""
+"""bt-report's command line (python3 -m btrace): the JSON prediction others rely on."""
 
 import json
 import subprocess

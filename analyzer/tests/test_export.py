@@ -80,7 +80,7 @@ class Windows(unittest.TestCase):
 
 
 class Rounds(unittest.TestCase):
-    """tests/python/test_simulate.py's RateLimit migration, through the
+    """test_simulate.py's RateLimit migration, through the
     command line: 128 pages, nothing written, syncs free (sync-us 0),
     max-bandwidth 1e6 bytes/s (32 pages per 100 ms window), the link at
     1e9 bytes/s, downtime limits 100 and 50 ms.
