@@ -25,7 +25,7 @@
 # console), qemu.log (QEMU's stderr), qemu.cmdline, report.txt, the pictures
 # heatmap, working-set, dirty-per-window and migration (.png and .svg) and
 # the CSV files windows, working-set, predictions, rounds and migration
-# (bt-report --plot-dir, --csv-dir; scripts/btrace/plot.py and export.py).
+# (bt-report --plot-dir, --csv-dir; analyzer/btrace/plot.py and export.py).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -20,7 +20,7 @@ pkgs=(
     perl
     # make series; make docs (QEMU's sphinx setup, warnings as errors)
     git python3-sphinx python3-sphinx-rtd-theme
-    # the analysis tools (scripts/btrace)
+    # the analysis tools (analyzer/btrace)
     python3-numpy python3-matplotlib
 )
 

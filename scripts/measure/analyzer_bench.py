@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """analyzer-bench.py (measure.analyzer_bench): how fast bt-report reads a log, text and binary.
 
-Writes synthetic logs of a 16 GiB guest (4M pages, btrace/biglog.py: pc.ram
-below 3 GiB and above 4 GiB, a small unmapped ROM, a tenth of the dirty
-pages zero) in both formats, for each case (a share of the RAM dirtied per
+Writes synthetic logs of a 16 GiB guest (4M pages, btrace.synth.write_big():
+pc.ram below 3 GiB and above 4 GiB, a small unmapped ROM, a tenth of the
+dirty pages zero) in both formats, for each case (a share of the RAM dirtied per
 100 ms window, at random or as one sequential stretch), and times, each
 --repeat times, interleaved:
 
@@ -43,7 +43,7 @@ import time
 from measure import TOP
 
 try:
-    from btrace import binlog, biglog, parse
+    from btrace import binlog, parse, synth
 except ModuleNotFoundError as e:
     if e.name != 'btrace':
         raise
@@ -104,7 +104,7 @@ def run(args, say=print):
             n = max(int(windows * args.scale), 2)
             tp, bp = os.path.join(tmp, name + '.txt'), os.path.join(tmp, name + '.btl')
             t = time.perf_counter()
-            biglog.write(tp, bp, pages=args.pages, n=n, frac=frac, mode=mode)
+            synth.write_big(tp, bp, pages=args.pages, n=n, frac=frac, mode=mode)
             log = parse.parse(bp)
             pages = sum(it.dirty for it in log.iters)
             del log

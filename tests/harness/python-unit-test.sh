@@ -1,5 +1,5 @@
 #!/bin/bash
-# Run the unit tests of scripts/btrace (tests/python, unittest).
+# Run the unit tests of the analyzer (analyzer/btrace; analyzer/tests, unittest).
 # Exit 0 = pass, 1 = fail (also without python3-numpy or python3-matplotlib,
 # which make deps installs).
 set -uo pipefail
@@ -15,8 +15,8 @@ if ! "$py" -c 'import matplotlib' 2>/dev/null; then
     echo "python-unit-test: FAIL: $py has no matplotlib (Debian's python3-matplotlib; make deps)"
     exit 1
 fi
-cd "$top" || exit 1
-if "$py" -m unittest discover -s tests/python -t tests/python "$@"; then
+cd "$top/analyzer" || exit 1
+if "$py" -m unittest discover -s tests -t . "$@"; then
     exit 0
 fi
 exit 1

@@ -3,11 +3,7 @@
 
 import json
 
-from .model import MIB, fmt_s
-
-
-def plural(n, word):
-    return f'{n} {word}' + ('' if n == 1 else 's')
+from .formatting import MIB, fmt_s, plural
 
 
 def mib(pages, ps):
@@ -128,28 +124,9 @@ def print_report(path, log, res, windows_shown, show_rounds=False):
           f'{mib(pages, ps):>9.1f} MiB')
 
     preds = res.get('prediction') or []
-    if preds and res.get('model') == 'rounds':
-        for dl in res['downtime_limits_s']:
-            print_rounds(w, [p for p in preds if p['downtime_limit_s'] == dl], dl)
-    elif preds:
+    if preds:
         print_simulation(w, res, preds, show_rounds)
     print('\n'.join(out))
-
-
-def print_rounds(w, preds, dl):
-    w('')
-    w(f'pre-copy prediction, downtime limit {dl * 1000:.0f} ms '
-      '(a round model; its assumptions: bt-report --help)')
-    w(f'  {"bandwidth":<24} {"rounds":>6} {"total":>9} {"downtime":>9} {"sent":>10}  result')
-    for p in preds:
-        bw = f'{p["bandwidth"]} ({p["bandwidth_bytes_s"] / MIB:.0f} MiB/s)'
-        if p['converges']:
-            w(f'  {bw:<24} {p["rounds"]:>6} {fmt_s(p["total_s"]):>9} '
-              f'{fmt_s(p["downtime_s"]):>9} {p["sent_bytes"] / MIB:>6.0f} MiB  converges'
-              + (' (extrapolated past the trace)' if p['extrapolated'] else ''))
-        else:
-            w(f'  {bw:<24} {"-":>6} {"-":>9} {"-":>9} {"-":>10}  does not converge: {p["why"]}'
-              + (' (extrapolated past the trace)' if p['extrapolated'] else ''))
 
 
 def print_simulation(w, res, preds, show_rounds):

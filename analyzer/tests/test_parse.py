@@ -3,7 +3,7 @@
 
 import unittest
 
-from helpers import parse, synth
+from .helpers import parse, synth
 
 V2 = """bitmap-trace v2
 meta qemu=10.0.13 accel=kvm page-size=4096 period-ms=100 iterations=2 start=2026-01-01T00:00:00.000000Z

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""btrace.model: migration page numbers and the working set."""
+"""btrace.pages: migration page numbers."""
 
 import unittest
 
-from helpers import model, parse, synth
+from .helpers import pages, parse, synth
 
 
 class PageSpaceTest(unittest.TestCase):
@@ -16,7 +16,7 @@ class PageSpaceTest(unittest.TestCase):
             baseline_unmapped=[('ram', 8), ('ram', 9), ('rom', 0), ('rom', 1), ('rom', 2),
                                ('rom', 3)])
         log = parse.parse_text(text)
-        sp = model.PageSpace(log)
+        sp = pages.PageSpace(log)
         self.assertEqual(sp.npages, 16)
         self.assertEqual(sp.warnings, [])
         # ram pages 0-7 are PFN 0-7; pages 8-9 the hole; 10-11 PFN 0x100-0x101;
@@ -30,28 +30,8 @@ class PageSpaceTest(unittest.TestCase):
         # laid on the block's pages in the order the log lists them.
         text = synth.make_log([('a', 4, [(0x10, 2), (0x0, 2)])], [(100, [0x0], [])])
         log = parse.parse_text(text)
-        sp = model.PageSpace(log)
+        sp = pages.PageSpace(log)
         self.assertEqual(sp.pfns_to_index([(0x0, 0x1), (0x10, 0x11)]).tolist(), [2, 3, 0, 1])
-
-
-class WorkingSetTest(unittest.TestCase):
-    def test_by_hand(self):
-        # The reference log of tests/harness/bt-report-test.sh: windows
-        # {0-3}, {2-5}, {}, {0, 0x100, 0x101, rom:1}.
-        text = synth.make_log(
-            [('ram', 16, [(0, 8), (0x100, 8)]), ('rom', 4, [])],
-            [(100, [0, 1, 2, 3], []), (200, [2, 3, 4, 5], []), (300, [], []),
-             (400, [0, 0x100, 0x101, ('rom', 1)], [])],
-            baseline_unmapped=[('rom', i) for i in range(4)], version=1)
-        log = parse.parse_text(text)
-        res = model.summarise(log)
-        #   k=1: (4+4+0+4)/4 = 3
-        #   k=2: {1,2}: 6 pages; {2,3}: 4; {3,4}: 4        -> 14/3
-        #   k=3: {1,2,3}: 6; {2,3,4}: 0,2-5,100,101,rom:1 = 8  -> 7
-        #   k=4: 9
-        for got, want in zip(res['working_set'], [3.0, 14 / 3, 7.0, 9.0]):
-            self.assertAlmostEqual(got, want)
-        self.assertEqual(res['distinct_pages'], 9)
 
 
 if __name__ == '__main__':

@@ -37,24 +37,21 @@ dirty-per-window (dirty and zero pages per window) and migration (the
 predicted pending bytes over time per max-bandwidth and downtime limit, with
 the syncs and the switchover).  --csv-dir DIR writes the figures behind
 them as CSV: windows.csv, working-set.csv, predictions.csv, rounds.csv and
-migration.csv.  What each holds: scripts/btrace/plot.py and export.py.
+migration.csv.  What each holds: btrace/plot.py and export.py.
 
 --to-text prints the text (format v2) of a log instead: a binary log as
 the text log QEMU would have written for the same trace, byte for byte; a
 text log as it is.
-
---model rounds gives the older round model instead (round 0 sends all RAM,
-round k+1 what round k's length dirtied by the working-set curve, every page
-a full page at exactly the bandwidth, one sync per round); it is kept for
-comparison: it was found off by +233% (median) on total time.
 """
 
 import argparse
-import math
+import dataclasses
 import re
 import sys
 
-from . import model, parse, report, simulate
+from . import parse, predict, report, simulate
+from .formatting import plural
+from .needs import missing
 
 DEFAULT_BANDWIDTHS = '1G,2.5G,10G,25G'
 
@@ -203,14 +200,14 @@ printed) or the pictures or CSV files cannot be written, 2 on a usage error.
     ap.add_argument('--max-time', type=float, default=simulate.DEFAULTS['max_time_s'], metavar='S',
                     help='a migration without switchover after this many seconds does not '
                          'converge (default 600)')
-    ap.add_argument('--max-rounds', type=int, default=None,
-                    help='nor one without it after this many rounds (default 1000; 30 for '
-                         '--model rounds)')
+    ap.add_argument('--max-rounds', type=int, default=predict.Options.max_rounds,
+                    help='nor one without it after this many rounds (default 1000)')
     ap.add_argument('--no-search', action='store_true',
                     help='when a migration does not converge, do not look for the smallest '
                          'max-bandwidth and downtime limit at which it would')
-    ap.add_argument('--model', choices=('sim', 'rounds'), default='sim',
-                    help='the prediction: sim, the replay (default), or rounds, the old round model')
+    ap.add_argument('--model', choices=('sim',), default='sim',
+                    help='the prediction: sim, the replay (the only one: the old round '
+                         'model was retired; kept for the command lines that name it)')
     ap.add_argument('--show-rounds', action='store_true',
                     help='list the rounds of each prediction')
     ap.add_argument('--all-windows', action='store_true',
@@ -243,160 +240,9 @@ def parse_formats(text):
 
 
 
-def load_calibration(path):
-    import json
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f'bt-report: --calibration {path}: {e}')
-    if 'link_bandwidth' not in doc:
-        raise SystemExit(f'bt-report: --calibration {path}: no link_bandwidth: not a '
-                         'calibration (scripts/validate.py --calibrate writes one)')
-    return doc
-
-
-def host_costs(args, accel):
-    """The host's costs: the options, else the calibration, else the
-    defaults.  Returns simulate.Params keywords and where each came from."""
-    cal = load_calibration(args.calibration) if args.calibration else {}
-    kind = 'kvm' if (accel or '').startswith('kvm') else 'tcg'
-
-    def pick(opt, key, scale=1.0, per_accel=False):
-        if opt is not None:
-            return opt * scale, 'option'
-        if key in cal:
-            v = cal[key]
-            if per_accel and isinstance(v, dict):
-                v = v.get(kind, v.get('tcg'))
-            if v is not None:
-                return v, 'calibration'
-        return simulate.DEFAULTS[key], 'default'
-
-    out, src = {}, {}
-    for name, opt, key, scale, pa in (
-            ('link_bandwidth', args.link_bandwidth, 'link_bandwidth', 1.0, False),
-            ('page_cpu_s', args.page_cpu_us, 'page_cpu_s', 1e-6, False),
-            ('dest_page_s', args.dest_page_us, 'dest_page_s', 1e-6, False),
-            ('dest_first_page_s', args.dest_first_page_us, 'dest_first_page_s', 1e-6, False),
-            ('dest_zero_s', args.dest_zero_us, 'dest_zero_s', 1e-6, False),
-            ('dest_zero_first_s', args.dest_zero_first_us, 'dest_zero_first_s', 1e-6, False),
-            ('socket_buffer_bytes', args.socket_buffer, 'socket_buffer_bytes', 1.0, False),
-            ('zero_page_s', args.zero_page_us, 'zero_page_s', 1e-6, False),
-            ('setup_s', args.setup_time, 'setup_s', 1.0, True),
-            ('completion_s', args.completion_time, 'completion_s', 1.0, True),
-            ('device_state_bytes', args.device_state, 'device_state_bytes', 1.0, False)):
-        out[name], src[name] = pick(opt, key, scale, pa)
-    out['device_state_bytes'] = int(out['device_state_bytes'])
-    out['socket_buffer_bytes'] = int(out['socket_buffer_bytes'])
-    return out, src
-
-
-GOLDEN = (math.sqrt(5) - 1) / 2
-
-
-def from_start_points(trace, params, k):
-    """The migration started at k points spread over the trace: where
-    in the guest's cycle of writes a real migration starts is not known,
-    and for a sweeping workload near the threshold it decides rounds (the
-    pages the writer dirties while they are still pending cost nothing).
-    Returns the median run (by total time, a migration that does not
-    converge counting as the longest; the lower of the two middle ones
-    for an even k), as the prediction, and the spread: per figure the
-    least and the most over the runs that converge."""
-    # Points j x the golden ratio (mod 1) of the trace, from its start: a
-    # low-discrepancy sequence, which evenly spaced points are not for a
-    # workload whose period divides the trace (a 1 s sweep in a 10 s trace
-    # is at the same point every 2 s)
-    starts = [(j * GOLDEN) % 1.0 * trace.length for j in range(k)] \
-        if trace.length > 0 else [0.0]
-    runs = [simulate.simulate(trace, params.copy(start_s=st)) for st in starts]
-    order = sorted(range(len(runs)), key=lambda i: (
-        (0, runs[i]['total_s']) if runs[i]['converges'] else (1, 0.0), i))
-    pick = order[(len(runs) - 1) // 2]
-    conv = [r for r in runs if r['converges']]
-    spread = {'count': len(runs), 'converges': len(conv), 'start_s': starts,
-              'picked': pick,
-              'runs': [{f: r.get(f) for f in ('converges', 'rounds', 'total_s', 'downtime_s',
-                                              'sent_bytes')} for r in runs]}
-    for f in ('rounds', 'total_s', 'downtime_s', 'sent_bytes'):
-        vals = [r[f] for r in conv]
-        spread[f] = [min(vals), max(vals)] if vals else None
-    res = runs[pick]
-    res['trace_start_s'] = starts[pick]
-    return res, spread
-
-
-def predict(log, space, res, args, bandwidths, downtimes):
-    """The prediction list of res, by the simulator, one per bandwidth x downtime limit."""
-    ps = log.meta['page_size']
-    trace = simulate.Trace(log, space, args.write_time)
-    costs, cost_src = host_costs(args, args.accel or log.meta['accel'])
-    args.link_bandwidth = costs['link_bandwidth']
-    base = simulate.Params(
-        avail_switchover_bandwidth=args.avail_switchover_bandwidth,
-        clear_bitmap_shift=args.x_clear_bitmap_shift,
-        zero_page_detection=args.zero_page_detection,
-        zero_scan_rate=args.zero_scan_rate,
-        **costs,
-        max_time_s=args.max_time,
-        max_rounds=args.max_rounds,
-        write_time=args.write_time,
-        accel=args.accel,
-        series=bool(args.plot_dir or args.csv_dir))
-    preds = []
-    info = None
-    for dl in downtimes:
-        for text, bw in bandwidths:
-            params = base.copy(max_bandwidth=bw, downtime_limit_s=dl)
-            p, spread = from_start_points(trace, params, args.start_phases)
-            params = params.copy(start_s=p['trace_start_s'])
-            if info is None:
-                info = {
-                    'accel': p['accel'], 'lazy_clear': p['lazy_clear'],
-                    'clear_bitmap_shift': p['clear_bitmap_shift'],
-                    'zero_page_detection': args.zero_page_detection,
-                    'avail_switchover_bandwidth': args.avail_switchover_bandwidth,
-                    'calibration': args.calibration,
-                    'host_costs': costs,
-                    'host_costs_from': cost_src,
-                    'link_bandwidth': args.link_bandwidth,
-                    'page_cpu_s': costs['page_cpu_s'],
-                    'zero_page_s': p['zero_page_s'],
-                    'zero_page_cost_from': p['zero_page_cost_from'],
-                    'zero_pages_unknown': not log.has_zero,
-                    'sync_s': p['sync_s'],
-                    'device_state_bytes': costs['device_state_bytes'],
-                    'write_time': args.write_time,
-                    'max_time_s': args.max_time,
-                    'max_rounds': args.max_rounds,
-                    'trace_s': trace.length,
-                }
-            p.update(bandwidth=text, bandwidth_bytes_s=bw, downtime_limit_s=dl,
-                     model='sim', zero_pages_unknown=not log.has_zero)
-            if spread['count'] > 1:
-                p['start_phases'] = spread
-            if not p['converges'] and not args.no_search:
-                link = args.link_bandwidth
-                if bw < link:
-                    v, _ = simulate.search_min(trace, params.copy(series=False),
-                                               'max_bandwidth', bw, link)
-                    p['min_bandwidth_bytes_s'] = v
-                ram = space.npages * ps
-                rate = min(bw, link)
-                top = max(dl * 2, ram / rate * 1.05)
-                v, _ = simulate.search_min(trace, params.copy(series=False),
-                                           'downtime_limit_s', dl, top)
-                p['min_downtime_limit_s'] = v
-            preds.append(p)
-    return preds, info
-
-
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.max_rounds is None:
-        args.max_rounds = 30 if args.model == 'rounds' else simulate.DEFAULTS['max_rounds']
     if args.max_rounds < 1:
         ap.error('--max-rounds must be at least 1')
     if args.start_phases < 1:
@@ -428,36 +274,17 @@ def main(argv=None):
     if args.check:
         windows = max(len(log.iters) - 1, 0)
         end = f'end status={log.end["status"]}' if log.end else 'no end line'
-        print(f'{args.log}: ok: {"binary v3 (as text v2)" if log.binary else f"v{log.version}"}, {report.plural(len(log.blocks), "block")}, '
-              f'baseline and {report.plural(windows, "iteration")}, {end}')
+        print(f'{args.log}: ok: {"binary v3 (as text v2)" if log.binary else f"v{log.version}"}, {plural(len(log.blocks), "block")}, '
+              f'baseline and {plural(windows, "iteration")}, {end}')
         return 0
 
-    space = model.PageSpace(log)
-    res = model.summarise(log, space)
-    res['warnings'] = list(space.warnings)
-    res['model'] = args.model
-    res['downtime_limit_s'] = downtimes[0]
-    res['downtime_limits_s'] = downtimes
-    if res['windows'] and res['span_ms'] > 0:
-        if args.model == 'rounds':
-            dm = model.DirtyModel(res['_curve'], res['window_ms'] / 1000, res['baseline_pages'])
-            res['prediction'] = []
-            for dl in downtimes:
-                for text, bw in bandwidths:
-                    p = model.predict_rounds(dm, res['baseline_pages'], log.meta['page_size'],
-                                             bw, dl, args.max_rounds)
-                    p['bandwidth'] = text
-                    p['bandwidth_bytes_s'] = bw
-                    p['downtime_limit_s'] = dl
-                    res['prediction'].append(p)
-        else:
-            res['prediction'], res['simulation'] = predict(log, space, res, args,
-                                                           bandwidths, downtimes)
-            if not log.has_zero:
-                res['warnings'].append('v1 log: no zero-page information; every page is '
-                                       'taken as non-zero (a pessimistic prediction)')
-    elif res['windows']:
-        res['prediction'] = []
+    opts = predict.Options(**{f.name: getattr(args, f.name)
+                              for f in dataclasses.fields(predict.Options) if f.name != 'series'},
+                           series=bool(args.plot_dir or args.csv_dir))
+    try:
+        res = predict.analyse(log, opts, bandwidths, downtimes)
+    except predict.CalibrationError as e:
+        raise SystemExit(f'bt-report: {e}')
     if args.json:
         print(report.json_doc(log, res))
     else:
@@ -479,15 +306,12 @@ def write_files(args, log, res):
             try:
                 from . import plot
             except ImportError as e:
-                print(f'bt-report: --plot-dir needs matplotlib (Debian\'s python3-matplotlib, '
-                      f'which make deps installs): {e}', file=sys.stderr)
+                print(missing('matplotlib', 'python3-matplotlib', 'bt-report --plot-dir', e),
+                      file=sys.stderr)
                 return 1
             trace_s = res['span_ms'] / 1000 if res.get('span_ms') else None
             written += plot.write_all(args.plot_dir, log, res, args.log, args.plot_format,
                                       trace_s)
-            if res.get('model') == 'rounds':
-                print('bt-report: --model rounds: no migration figure (it needs the simulator)',
-                      file=sys.stderr)
     except OSError as e:
         print(f'bt-report: cannot write {e.filename or ""}: {e.strerror or e}', file=sys.stderr)
         return 1

@@ -5,14 +5,11 @@ the synthetic logs below."""
 import csv
 import os
 import subprocess
-import sys
 import tempfile
 import unittest
 
-from helpers import ITER, NORMAL, PAGE, L_DEFAULT, empty_windows, synth
+from .helpers import ITER, NORMAL, PAGE, L_DEFAULT, REPORT, empty_windows, synth
 
-REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts',
-                      'bt-report')
 
 # Blocks: "ram", 16 pages at PFN 0-7 and 0x100-0x107; "rom", 4 pages at PFN
 # 0x200-0x203; "nv", 2 pages never mapped.  sync-us 10, harvest-us 20, and
@@ -40,7 +37,7 @@ def bt_report(text, *args):
         with open(path, 'w') as f:
             f.write(text)
         out = os.path.join(d, 'csv')
-        subprocess.run([sys.executable, REPORT, path, '--csv-dir', out, *args],
+        subprocess.run([*REPORT, path, '--csv-dir', out, *args],
                        check=True, capture_output=True, text=True)
         tables = {}
         for name in sorted(os.listdir(out)):
@@ -83,7 +80,7 @@ class Windows(unittest.TestCase):
 
 
 class Rounds(unittest.TestCase):
-    """tests/python/test_simulate.py's RateLimit migration, through the
+    """test_simulate.py's RateLimit migration, through the
     command line: 128 pages, nothing written, syncs free (sync-us 0),
     max-bandwidth 1e6 bytes/s (32 pages per 100 ms window), the link at
     1e9 bytes/s, downtime limits 100 and 50 ms.

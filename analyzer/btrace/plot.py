@@ -16,7 +16,7 @@ Four figures, each written as DIR/<name>.<format> for every --plot-format
                    no address and are left out; the title counts them.
   working-set      the working-set curve: distinct pages dirtied in a span
                    of k consecutive windows (mean over the trace,
-                   model.working_set), against the span's length, with the
+                   summary.working_set), against the span's length, with the
                    line k x (mean window) that a guest never rewriting a page
                    would follow and the distinct pages of the whole trace.
   dirty-per-window the pages dirtied in each window, split into those found
@@ -44,7 +44,7 @@ matplotlib.use('Agg')
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .model import MIB, fmt_s  # noqa: E402
+from .formatting import MIB, fmt_s  # noqa: E402
 
 FORMATS = ('png', 'svg', 'pdf')
 DPI = 100

@@ -14,7 +14,7 @@ import unittest
 
 import numpy as np
 
-from helpers import ITER, NORMAL, PAGE, ZERO, build, empty_windows, run, setup_bytes, simulate, synth
+from .helpers import ITER, NORMAL, PAGE, ZERO, build, empty_windows, run, setup_bytes, simulate, synth
 
 L = 1e9
 

@@ -8,12 +8,10 @@ import os
 import subprocess
 import unittest
 
-from helpers import model, parse
+from .helpers import REPORT, pages, parse
 from btrace import binlog
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
-BT_REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
-                         'scripts', 'bt-report')
 
 # pc.ram at PFN 0-7; a DIMM of 8 pages added at PFN 100-107 by the sync of
 # iteration 1, written in window 2 (PFN 101, 102, and its page 7 while
@@ -89,7 +87,7 @@ class Changes(unittest.TestCase):
 
     def test_model_leaves_added_ram_out(self):
         log = parse.parse_text(TEXT)
-        space = model.PageSpace(log)
+        space = pages.PageSpace(log)
         self.assertEqual(space.npages, 8)
         # window 2: the boot RAM's page 3 only
         self.assertEqual(space.pages(log.iters[2]).tolist(), [3])
@@ -154,7 +152,7 @@ class FromQEMU(unittest.TestCase):
         self.check(log)
 
     def test_bt_report(self):
-        out = subprocess.run([BT_REPORT, os.path.join(DATA, 'hotplug.btl'), '--json',
+        out = subprocess.run([*REPORT, os.path.join(DATA, 'hotplug.btl'), '--json',
                               '--bandwidth', '128MiB/s', '--downtime-limit', '300'],
                              check=True, capture_output=True, text=True).stdout
         doc = json.loads(out)

@@ -14,7 +14,7 @@ the total time of a migration that does not converge):
                    unmapped pages too, zero the pages found all zero
   working-set.csv  windows, span_ms, distinct_pages, distinct_mib: the
                    mean number of distinct pages dirtied in a span of that
-                   many consecutive windows (model.working_set)
+                   many consecutive windows (summary.working_set)
   predictions.csv  one row per max-bandwidth x downtime limit: the result
                    of the prediction (converges, rounds, total_s, ...)
   rounds.csv       one row per round of each prediction: bandwidth,
@@ -28,14 +28,13 @@ the total time of a migration that does not converge):
 
 Times of the prediction (start_s, end_s, t_s) are in the rounds' clock:
 0 at the setup sync; query-migrate's total-time adds setup_s (in
-predictions.csv).  With --model rounds (no simulator) rounds.csv has only
-start_s and length_s and migration.csv is not written.
+predictions.csv).
 """
 
 import csv
 import os
 
-from .model import MIB
+from .formatting import MIB
 
 WINDOW_FIELDS = ('n', 't_ms', 'length_ms', 'dirty', 'unmapped', 'zero', 'sync_us',
                  'harvest_us', 'zero_us')
@@ -94,14 +93,7 @@ def prediction_rows(res):
 def round_rows(res):
     rows = []
     for p in res.get('prediction') or []:
-        if 'round_list' in p:
-            rounds = p['round_list']
-        else:                   # the round model: lengths only
-            rounds, start = [], 0.0
-            for length in p.get('round_s', []):
-                rounds.append({'start_s': start, 'length_s': length})
-                start += length
-        for i, r in enumerate(rounds):
+        for i, r in enumerate(p['round_list']):
             row = _key(p)
             row['round'] = i
             row.update({k: r.get(k) for k in ROUND_FIELDS if k in r})

@@ -132,7 +132,7 @@ THE GUEST'S WRITES
     the writer dirties while they are still pending cost nothing), so
     bt-report runs the same migration from a few points spread over
     the trace, predicts the median one and gives the spread
-    (cli.from_start_points, --start-phases).
+    (predict.from_start_points, --start-phases).
   - A page's zero-ness when sent is its state in the latest window that
     listed it before then (v2; the baseline's zero lines before any), as of
     the start of the ram_save_iterate call that sends it (a write during
@@ -146,7 +146,7 @@ THE GUEST'S WRITES
     latest write.  So a simulation costs in proportion to its syncs and the
     pages it sends, not to the guest's writes over the simulated time (a
     busy 16 GiB guest writes billions of pages in 600 s).
-    tests/python/test_simulate.py checks it, result for result, against an
+    analyzer/tests/test_simulate.py checks it, result for result, against an
     event-by-event replay of the writes and the clears.
 
 THE TIME SERIES (Params(series=True), for bt-report's migration figure)

@@ -4,17 +4,16 @@ as valid, non-trivial PNG and SVG files."""
 
 import os
 import subprocess
-import sys
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from helpers import empty_windows, model, parse, simulate, synth
-from test_export import REPORT, small_log
+from .helpers import empty_windows, pages, parse, simulate, summary, synth
+from .test_export import REPORT, small_log
 
-from btrace import plot  # noqa: E402  (scripts/ is on sys.path through helpers)
+from btrace import plot
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 SVG_ROOT = '{http://www.w3.org/2000/svg}svg'
@@ -112,8 +111,8 @@ class Figures(unittest.TestCase):
         self.tmp = tempfile.TemporaryDirectory()
         self.dir = self.tmp.name
         self.log = parse.parse_text(small_log())
-        self.space = model.PageSpace(self.log)
-        self.res = model.summarise(self.log, self.space)
+        self.space = pages.PageSpace(self.log)
+        self.res = summary.summarise(self.log, self.space)
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -157,7 +156,7 @@ class CommandLine(unittest.TestCase):
             with open(log, 'w') as f:
                 f.write(small_log())
             out = os.path.join(d, 'pics')
-            r = subprocess.run([sys.executable, REPORT, log, '--plot-dir', out,
+            r = subprocess.run([*REPORT, log, '--plot-dir', out,
                                 '--bandwidth', '1G,10G'],
                                check=True, capture_output=True, text=True)
             names = ['heatmap', 'working-set', 'dirty-per-window', 'migration']
@@ -170,11 +169,11 @@ class CommandLine(unittest.TestCase):
             self.assertIn('pre-copy prediction', r.stdout)
             # --plot-format
             out2 = os.path.join(d, 'svg-only')
-            subprocess.run([sys.executable, REPORT, log, '--plot-dir', out2,
+            subprocess.run([*REPORT, log, '--plot-dir', out2,
                             '--plot-format', 'svg', '--bandwidth', '1G'],
                            check=True, capture_output=True)
             self.assertEqual(sorted(os.listdir(out2)), sorted(f'{n}.svg' for n in names))
-            r = subprocess.run([sys.executable, REPORT, log, '--plot-dir', out2,
+            r = subprocess.run([*REPORT, log, '--plot-dir', out2,
                                 '--plot-format', 'gif'], capture_output=True, text=True)
             self.assertEqual(r.returncode, 2)
             self.assertIn("bad format 'gif'", r.stderr)

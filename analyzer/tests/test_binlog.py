@@ -5,15 +5,13 @@ import os
 import random
 import re
 import subprocess
-import sys
 import tempfile
 import unittest
 
-from helpers import parse
-from btrace import binlog
+from .helpers import REPORT, parse
+from btrace import binlog, binlog_ref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPORT = os.path.join(HERE, '..', '..', 'scripts', 'bt-report')
 
 # ram: pages 0-7 at PFN 0, pages 8-15 at PFN 0x100; rom: not mapped
 TEXT = """bitmap-trace v2
@@ -149,8 +147,7 @@ class Encoding(unittest.TestCase):
             self.assertLessEqual(len(enc), per_page * len(pages) + 2, frac)
             self.assertLessEqual(len(enc), max(pages) // 8 + 1 + 4, frac)
             # and it decodes to the same pages
-            r = binlog._Reader(enc, 0, len(enc))
-            runs = r.page_set(npages)
+            runs = binlog_ref.page_set(binlog.Reader(enc, 0, len(enc)), npages)
             got = [p for a, b in runs for p in range(a, b)]
             self.assertEqual(got, sorted(pages))
 
@@ -160,10 +157,10 @@ class ToTextCommand(unittest.TestCase):
         with tempfile.NamedTemporaryFile(suffix='.btl') as f:
             f.write(build_binary())
             f.flush()
-            out = subprocess.run([sys.executable, REPORT, '--to-text', f.name],
+            out = subprocess.run([*REPORT, '--to-text', f.name],
                                  capture_output=True, text=True, check=True)
             self.assertEqual(out.stdout, TEXT)
-            out = subprocess.run([sys.executable, REPORT, '--check', f.name],
+            out = subprocess.run([*REPORT, '--check', f.name],
                                  capture_output=True, text=True, check=True)
             self.assertIn('ok: binary v3', out.stdout)
 

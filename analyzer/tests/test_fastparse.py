@@ -18,8 +18,8 @@ import unittest
 
 import numpy as np
 
-from helpers import parse, synth
-from btrace import binlog, biglog
+from .helpers import parse, synth
+from btrace import binlog
 
 FIELDS = ('n', 't_ms', 'dirty', 'unmapped', 'sync_us', 'harvest_us', 'lineno', 'zero',
           'zero_us', 'pfns', 'zero_pfns', 'unmapped_pages', 'unmapped_zero', 'untraced',
@@ -271,11 +271,11 @@ class Binary(unittest.TestCase):
         # the encoder picks a bitmap for a dense set
         s = binlog.encode_set(range(0, 400, 2))
         self.assertEqual(s[0], binlog.BITMAP)
-        s = biglog.encode_set(np.arange(0, 400, 2))
+        s = synth.encode_set_np(np.arange(0, 400, 2))
         self.assertEqual(s[0], binlog.BITMAP)
         self.assertEqual(s, binlog.encode_set(range(0, 400, 2)))
         for pages in ([], [0], [5], [0, 1], [3, 4, 5, 9], list(range(100)), [7, 1000, 1001, 5000]):
-            self.assertEqual(biglog.encode_set(np.array(pages, dtype=np.int64)),
+            self.assertEqual(synth.encode_set_np(np.array(pages, dtype=np.int64)),
                              binlog.encode_set(pages), pages)
 
     def test_remap_and_one_block(self):
@@ -305,7 +305,7 @@ class Binary(unittest.TestCase):
     def test_version(self):
         data = bytearray(binary_log(0, blocks=1))
         # the header's version varint follows 'H' and the record's length
-        r = binlog._Reader(data, len(binlog.MAGIC) + 1, len(data))
+        r = binlog.Reader(data, len(binlog.MAGIC) + 1, len(data))
         r.varint()
         data[r.pos] = 4
         want = self.same(bytes(data))
@@ -372,7 +372,7 @@ class Binary(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             t, b = os.path.join(d, 'a.txt'), os.path.join(d, 'a.btl')
             for mode, frac in (('random', 0.01), ('random', 0.5), ('seq', 0.3)):
-                biglog.write(t, b, pages=0xc0000 + 3000, n=3, frac=frac, mode=mode)
+                synth.write_big(t, b, pages=0xc0000 + 3000, n=3, frac=frac, mode=mode)
                 with open(t, 'rb') as f:
                     text = f.read()
                 with open(b, 'rb') as f:

@@ -1,12 +1,22 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Shared by the unit tests: scripts/ on sys.path, small logs."""
+"""Shared by the unit tests: bt-report as a command, small logs.
+
+The tests are the package tests (run them from analyzer/ or with
+analyzer/ as the top-level directory: python3 -m unittest discover -s
+analyzer/tests -t analyzer), so btrace is importable; REPORT runs bt-report
+as python3 -m btrace of that same package."""
 
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts'))
+import btrace
+from btrace import pages, parse, simulate, summary, synth  # noqa: F401
 
-from btrace import model, parse, simulate, synth  # noqa: E402,F401
+# bt-report of the btrace under test, whichever way it was found
+REPORT = [sys.executable, '-m', 'btrace']
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    [os.path.dirname(os.path.dirname(os.path.abspath(btrace.__file__)))] +
+    [p for p in [os.environ.get('PYTHONPATH')] if p])
 
 PAGE = 4096
 NORMAL = 8 + PAGE        # save_page_header() + the page
@@ -23,7 +33,7 @@ def setup_bytes(names):
 
 def build(text, write_time='start'):
     log = parse.parse_text(text)
-    space = model.PageSpace(log)
+    space = pages.PageSpace(log)
     return log, space, simulate.Trace(log, space, write_time)
 
 

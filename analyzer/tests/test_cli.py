@@ -1,17 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""scripts/bt-report's command line: the JSON prediction others rely on."""
+"""bt-report's command line (python3 -m btrace): the JSON prediction others rely on."""
 
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import unittest
 
-from helpers import ITER, NORMAL, empty_windows, setup_bytes, synth
+from .helpers import ITER, NORMAL, REPORT, empty_windows, setup_bytes, synth
 
-REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts',
-                      'bt-report')
 
 
 class Json(unittest.TestCase):
@@ -19,7 +15,7 @@ class Json(unittest.TestCase):
         with tempfile.NamedTemporaryFile('w', suffix='.log') as f:
             f.write(text)
             f.flush()
-            out = subprocess.run([sys.executable, REPORT, f.name, '--json', *args],
+            out = subprocess.run([*REPORT, f.name, '--json', *args],
                                  check=True, capture_output=True, text=True).stdout
         return json.loads(out)
 
@@ -89,7 +85,7 @@ class Json(unittest.TestCase):
         with tempfile.NamedTemporaryFile('w', suffix='.log') as f:
             f.write(text)
             f.flush()
-            bad = subprocess.run([sys.executable, REPORT, f.name, '--start-phases', '0'],
+            bad = subprocess.run([*REPORT, f.name, '--start-phases', '0'],
                                  capture_output=True, text=True)
         self.assertEqual(bad.returncode, 2)
         self.assertIn('--start-phases must be at least 1', bad.stderr)
