@@ -69,12 +69,16 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -n "$want_backports" ]; then
     src=/etc/apt/sources.list.d/bitmap-trace-backports.sources
     if [ ! -f "$src" ]; then
+        # the archive this machine's apt sources use (scripts/lib/apt.sh)
+        . "$top/scripts/lib/apt.sh"
+        archive=$(apt_archive_uri) ||
+            { echo "deps: no archive for bookworm-backports" >&2; exit 1; }
         cat > "$src" <<EOF
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $archive
 Suites: bookworm-backports
 Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+Signed-By: $apt_keyring
 EOF
     fi
 fi

@@ -11,6 +11,8 @@
 #                                 under build/apt (the system's apt is not touched;
 #                                 apt verifies the signature chain), unpacked with
 #                                 dpkg-source -x so Debian's patches are applied.
+#                                 The archive is the one this machine's apt
+#                                 sources use (scripts/lib/apt.sh).
 # Downloads are cached in build/dl, so a second run needs no network.
 set -euo pipefail
 
@@ -53,17 +55,20 @@ else
              "$apt/etc/apt.conf.d" "$apt/etc/trusted.gpg.d"
     if [ "$base" = 10.0 ]; then
         suites=trixie
-        cat > "$apt/sources.list" <<EOF
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main
-EOF
+        suite_list="trixie trixie-security"
     else
         # later releases: trixie-backports and sid (unstable) carry them
         suites="trixie-backports/sid"
-        cat > "$apt/sources.list" <<EOF
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-EOF
+        suite_list="trixie-backports sid"
+    fi
+    . "$top/scripts/lib/apt.sh"
+    lines=$(apt_source_line deb-src $suite_list) ||
+        die "no archive to fetch QEMU from"
+    # another archive (the machine's sources changed): read its index anew
+    if ! echo "$lines" | cmp -s - "$apt/sources.list"; then
+        echo "$lines" > "$apt/sources.list"
+        rm -rf "$apt/lists"
+        mkdir -p "$apt/lists/partial"
     fi
     aptopts=(-o "Dir::Etc::SourceList=$apt/sources.list"
              -o "Dir::Etc::SourceParts=$apt/none"
