@@ -4,7 +4,8 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-stamp=${BUILD:-$top/build}/.stamp-deps
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
+stamp=$build/.stamp-deps
 
 pkgs=(
     build-essential ninja-build pkg-config ccache

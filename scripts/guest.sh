@@ -21,7 +21,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
 guest=$build/guest
 dl=$build/dl
 apt=$build/apt-guest
