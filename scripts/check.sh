@@ -5,7 +5,7 @@
 #   2. the series' qtests and the upstream tests that exercise every QMP and
 #      HMP command and the QAPI schema, through meson test
 #   3. the quick pre-copy cases of upstream migration-test
-#   4. harness-level tests: tests/harness/*.sh (exit 0 pass, 77 skip)
+#   4. harness-level tests: tests/harness/*-test.sh (exit 0 pass, 77 skip)
 #   5. sanitizers: the qtests of 2. built with ASan and UBSan in
 #      build/asan-obj (scripts/sanitizers-build.sh), any report a failure
 #
@@ -240,7 +240,7 @@ fi
 
 if [[ " $suites " == *" harness "* ]]; then
     echo "== harness tests"
-    for t in "$top"/tests/harness/*.sh; do
+    for t in "$top"/tests/harness/*-test.sh; do     # not lib.sh
         [ -e "$t" ] || continue
         name=harness/$(basename "$t" .sh)
         bash "$t" > "$logs/$(basename "$t").log" 2>&1

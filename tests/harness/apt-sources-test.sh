@@ -7,10 +7,8 @@
 # Exit 0 = pass, anything else = fail.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
+use_tmp
 
 # lines ETC CODENAME TYPE SUITE...: apt_source_line over the sources in ETC
 lines() {

@@ -8,11 +8,9 @@
 #  - scripts/lib/base.sh gives each base its queue and build directory
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'chmod -R u+w "$tmp"; rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
+use_tmp
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 # root may write anything: look at the mode bits, not at access(2)
 writable() { [[ "$(stat -c %A "$1")" == *w* ]]; }
 
