@@ -40,6 +40,11 @@ PATCHES := $(TOP)/$(PATCHDIR)/series $(wildcard $(TOP)/$(PATCHDIR)/*.patch)
 # (Debian strips them) are built from pc-bios/optionrom into the build tree.
 FIRMWAREPATH := $(OBJ)/pc-bios/optionrom:/usr/share/seabios:/usr/lib/ipxe/qemu:/usr/share/qemu
 
+# ccache is one of the packages make deps installs (scripts/deps.sh), and
+# every build step runs after it: the flags use it unconditionally, so they
+# (and $(BUILD)/configure-flags) do not depend on whether it was installed
+# when make read this file.  A first `make demo` that installs it, then
+# `make check`, configure and build QEMU once.
 CONFIGURE_FLAGS := \
 	--python=/usr/bin/python3 --target-list=x86_64-softmmu \
 	--without-default-features \
@@ -47,7 +52,7 @@ CONFIGURE_FLAGS := \
 	--disable-docs --disable-install-blobs --disable-download \
 	--enable-trace-backends=log \
 	--firmwarepath=$(FIRMWAREPATH) \
-	$(if $(shell command -v ccache),--cc="ccache gcc" --cxx="ccache g++")
+	--cc="ccache gcc" --cxx="ccache g++"
 
 all: $(BUILD)/qemu-system-x86_64
 
@@ -71,6 +76,7 @@ $(BUILD)/configure-flags: FORCE
 	@echo '$(CONFIGURE_FLAGS)' | cmp -s - $@ || echo '$(CONFIGURE_FLAGS)' > $@
 
 $(BUILD)/.stamp-configure: $(BUILD)/.stamp-assemble $(BUILD)/configure-flags
+	@command -v ccache >/dev/null || { echo "ccache is missing: sudo make deps" >&2; exit 1; }
 	mkdir -p $(OBJ)
 	flock $(BUILD)/.lock bash scripts/assemble.sh overlay
 	cd $(OBJ) && flock $(abspath $(BUILD))/.lock $(abspath $(BUILD))/qemu/configure $(CONFIGURE_FLAGS)

@@ -8,6 +8,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 stamp=$build/.stamp-deps
 
 pkgs=(
+    # ccache: the Makefile's configure flags always use it
     build-essential ninja-build pkg-config ccache
     libglib2.0-dev libpixman-1-dev libslirp-dev zlib1g-dev libfdt-dev
     flex bison python3 python3-venv python3-setuptools
