@@ -16,23 +16,22 @@
 #   QEMU_TARBALL=/path/to/qemu-10.0.x.tar.xz  use an upstream release tarball
 #   QEMU_BASE=10.2                        another QEMU release as the base: its
 #       own patch queue patches/10.2/, its own build dir build/10.2/ (the
-#       default, 10.0, is patches/ and build/)
+#       default, 10.0, is patches/10.0/ and build/); scripts/lib/base.sh says
+#       which, for this file and every script
+#   BUILD=DIR                             build in DIR instead
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
 QEMU_BASE ?= 10.0
 export QEMU_BASE
-ifeq ($(QEMU_BASE),10.0)
-BUILD := build
-PATCHDIR := patches
-else
-BUILD := $(TOP)/build/$(QEMU_BASE)
-PATCHDIR := patches/$(QEMU_BASE)
+BASE_DIRS := $(shell QEMU_BASE='$(QEMU_BASE)' BUILD='$(BUILD)' \
+		bash $(TOP)/scripts/lib/base.sh --make 2>&1)
+ifneq ($(.SHELLSTATUS),0)
+$(error $(BASE_DIRS))
+endif
+BUILD := $(word 1,$(BASE_DIRS))
+PATCHDIR := $(word 2,$(BASE_DIRS))
 export BUILD
-ifeq ($(wildcard $(TOP)/$(PATCHDIR)/series),)
-$(error QEMU_BASE=$(QEMU_BASE): there is no $(PATCHDIR)/series (docs/qemu-bases.md))
-endif
-endif
 OBJ := $(abspath $(BUILD))/obj
 
 PATCHES := $(TOP)/$(PATCHDIR)/series $(wildcard $(TOP)/$(PATCHDIR)/*.patch)
@@ -41,6 +40,11 @@ PATCHES := $(TOP)/$(PATCHDIR)/series $(wildcard $(TOP)/$(PATCHDIR)/*.patch)
 # (Debian strips them) are built from pc-bios/optionrom into the build tree.
 FIRMWAREPATH := $(OBJ)/pc-bios/optionrom:/usr/share/seabios:/usr/lib/ipxe/qemu:/usr/share/qemu
 
+# ccache is one of the packages make deps installs (scripts/deps.sh), and
+# every build step runs after it: the flags use it unconditionally, so they
+# (and $(BUILD)/configure-flags) do not depend on whether it was installed
+# when make read this file.  A first `make demo` that installs it, then
+# `make check`, configure and build QEMU once.
 CONFIGURE_FLAGS := \
 	--python=/usr/bin/python3 --target-list=x86_64-softmmu \
 	--without-default-features \
@@ -48,7 +52,7 @@ CONFIGURE_FLAGS := \
 	--disable-docs --disable-install-blobs --disable-download \
 	--enable-trace-backends=log \
 	--firmwarepath=$(FIRMWAREPATH) \
-	$(if $(shell command -v ccache),--cc="ccache gcc" --cxx="ccache g++")
+	--cc="ccache gcc" --cxx="ccache g++"
 
 all: $(BUILD)/qemu-system-x86_64
 
@@ -72,6 +76,7 @@ $(BUILD)/configure-flags: FORCE
 	@echo '$(CONFIGURE_FLAGS)' | cmp -s - $@ || echo '$(CONFIGURE_FLAGS)' > $@
 
 $(BUILD)/.stamp-configure: $(BUILD)/.stamp-assemble $(BUILD)/configure-flags
+	@command -v ccache >/dev/null || { echo "ccache is missing: sudo make deps" >&2; exit 1; }
 	mkdir -p $(OBJ)
 	flock $(BUILD)/.lock bash scripts/assemble.sh overlay
 	cd $(OBJ) && flock $(abspath $(BUILD))/.lock $(abspath $(BUILD))/qemu/configure $(CONFIGURE_FLAGS)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Lay the series on a pristine QEMU tree:
-#   assemble.sh full     pristine + patches/series + qemu/ overlay, from scratch
+#   assemble.sh full     pristine + the patch queue + qemu/ overlay, from scratch
 #   assemble.sh overlay  only refresh the qemu/ overlay files that changed
 #
 # The assembled tree is build/qemu.  A file is rewritten only when its content
@@ -9,17 +9,12 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+# $build, and $queue: QEMU_BASE's patch queue (patches/10.0/, patches/10.2/)
+. "$top/scripts/lib/base.sh"
 pristine=$build/qemu-src
 tree=$build/qemu
 stage=$build/qemu-stage
 mode=${1:-full}
-# QEMU_BASE=10.2: that base's patch queue, patches/10.2/
-case ${QEMU_BASE:-10.0} in
-10.0) pq=patches ;;
-*) pq=patches/$QEMU_BASE ;;
-esac
-patches=$top/$pq
 
 die() { echo "assemble: $*" >&2; exit 1; }
 
@@ -51,6 +46,7 @@ if [ "$mode" = overlay ]; then
 fi
 
 [ -d "$pristine" ] || die "$pristine missing: run scripts/fetch-qemu.sh"
+require_queue
 
 echo "assemble: staging pristine QEMU $(cat "$pristine/VERSION")"
 rm -rf "$stage"
@@ -60,9 +56,9 @@ n=0
 while read -r p; do
     case "$p" in ''|'#'*) continue ;; esac
     n=$((n + 1))
-    [ -f "$patches/$p" ] || die "$pq/series names $p, which does not exist"
+    [ -f "$queue/$p" ] || die "$queue_rel/series names $p, which does not exist"
     if ! out=$(patch -d "$stage" -p1 -F0 -N --no-backup-if-mismatch -r - \
-                     -i "$patches/$p" 2>&1); then
+                     -i "$queue/$p" 2>&1); then
         echo "$out" | sed 's/^/    /' >&2
         rm -rf "$stage"
         die "patch $p does not apply (see the failed hunk above)"
@@ -71,7 +67,7 @@ while read -r p; do
         echo "$out" | grep 'offset\|fuzz' | sed "s|^|    $p: |"
     fi
     echo "  patch $p"
-done < "$patches/series"
+done < "$queue/series"
 
 overlay_files > "$stage.overlay-files"
 while read -r f; do
@@ -108,9 +104,9 @@ mv "$stage.overlay-files" "$build/overlay-files"
 while read -r f; do chmod a-w "$tree/$f"; done < "$build/overlay-files"
 while read -r p; do
     case "$p" in ''|'#'*) continue ;; esac
-    sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$patches/$p" |
+    sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$queue/$p" |
         while read -r f; do
             if [ -e "$tree/$f" ]; then chmod a-w "$tree/$f"; fi
         done
-done < "$patches/series"
+done < "$queue/series"
 echo "assemble: $n patches and $(wc -l < "$build/overlay-files") overlay files on QEMU in $tree"

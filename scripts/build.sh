@@ -3,7 +3,7 @@
 # and option ROMs).  Serialised with a lock: several makes may share build/.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
 obj=$build/obj
 exec 9>"$build/.lock"
 flock 9

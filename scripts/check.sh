@@ -5,7 +5,7 @@
 #   2. the series' qtests and the upstream tests that exercise every QMP and
 #      HMP command and the QAPI schema, through meson test
 #   3. the quick pre-copy cases of upstream migration-test
-#   4. harness-level tests: tests/harness/*.sh (exit 0 pass, 77 skip)
+#   4. harness-level tests: tests/harness/*-test.sh (exit 0 pass, 77 skip)
 #   5. sanitizers: the qtests of 2. built with ASan and UBSan in
 #      build/asan-obj (scripts/sanitizers-build.sh), any report a failure
 #
@@ -13,16 +13,11 @@
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+# $build, and $queue: QEMU_BASE's patch queue (patches/10.0/, patches/10.2/)
+. "$top/scripts/lib/base.sh"
 tree=$build/qemu
 obj=$build/obj
 logs=$build/check
-# QEMU_BASE=10.2: that base's patch queue, patches/10.2/
-case ${QEMU_BASE:-10.0} in
-10.0) pq=patches ;;
-*) pq=patches/$QEMU_BASE ;;
-esac
-patches=$top/$pq
 suites=${CHECK_ONLY:-checkpatch qtest migration harness sanitizers}
 mkdir -p "$logs"
 
@@ -90,6 +85,7 @@ EOF
 
 if [[ " $suites " == *" checkpatch "* ]]; then
     echo "== checkpatch"
+    require_queue
     (cd "$top/qemu" && find . -name '*.[ch]' | sed 's|^\./||' | sort) \
         > "$logs/checkpatch-files"
     while read -r f; do
@@ -103,14 +99,14 @@ if [[ " $suites " == *" checkpatch "* ]]; then
     done < "$logs/checkpatch-files"
     while read -r p; do
         case "$p" in ''|'#'*) continue ;; esac
-        if (cd "$tree" && scripts/checkpatch.pl --no-tree -q "$patches/$p") \
+        if (cd "$tree" && scripts/checkpatch.pl --no-tree -q "$queue/$p") \
                 > "$logs/checkpatch.out" 2>&1; then
             result pass "checkpatch $p"
         else
             cat "$logs/checkpatch.out"
             result fail "checkpatch $p"
         fi
-    done < "$patches/series"
+    done < "$queue/series"
     # The series as qemu-devel would get it (make series): new files need
     # what checkpatch only checks in a patch (SPDX tags, MAINTAINERS).
     if bash "$top/scripts/series.sh" > "$logs/series.log" 2>&1; then
@@ -244,7 +240,7 @@ fi
 
 if [[ " $suites " == *" harness "* ]]; then
     echo "== harness tests"
-    for t in "$top"/tests/harness/*.sh; do
+    for t in "$top"/tests/harness/*-test.sh; do     # not lib.sh
         [ -e "$t" ] || continue
         name=harness/$(basename "$t" .sh)
         bash "$t" > "$logs/$(basename "$t").log" 2>&1

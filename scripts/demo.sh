@@ -29,7 +29,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
 qemu=$build/qemu-system-x86_64
 out=${DEMO_DIR:-$build/demo}
 py=/usr/bin/python3

@@ -4,9 +4,11 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-stamp=${BUILD:-$top/build}/.stamp-deps
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
+stamp=$build/.stamp-deps
 
 pkgs=(
+    # ccache: the Makefile's configure flags always use it
     build-essential ninja-build pkg-config ccache
     libglib2.0-dev libpixman-1-dev libslirp-dev zlib1g-dev libfdt-dev
     flex bison python3 python3-venv python3-setuptools
@@ -69,12 +71,16 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -n "$want_backports" ]; then
     src=/etc/apt/sources.list.d/bitmap-trace-backports.sources
     if [ ! -f "$src" ]; then
+        # the archive this machine's apt sources use (scripts/lib/apt.sh)
+        . "$top/scripts/lib/apt.sh"
+        archive=$(apt_archive_uri) ||
+            { echo "deps: no archive for bookworm-backports" >&2; exit 1; }
         cat > "$src" <<EOF
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $archive
 Suites: bookworm-backports
 Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+Signed-By: $apt_keyring
 EOF
     fi
 fi

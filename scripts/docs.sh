@@ -7,7 +7,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
 obj=$build/docs-obj
 
 /usr/bin/python3 -c 'import sphinx, sphinx_rtd_theme' 2>/dev/null ||

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Fetch and unpack a pristine QEMU 10.0.x tree into $1 (default build/qemu-src).
 # QEMU_BASE=10.2 (any major.minor with a queue under patches/) fetches that
-# release instead: 10.2.x, from Debian's trixie-backports and sid sources.
+# release instead: 10.2.x, from Debian's trixie-backports and sid sources
+# (scripts/lib/base.sh says which suites carry which base).
 #
 # Sources, in order of preference:
 #   QEMU_SRC=/path/to/tree        a user's own 10.0.x tree (copied, never modified)
@@ -11,18 +12,20 @@
 #                                 under build/apt (the system's apt is not touched;
 #                                 apt verifies the signature chain), unpacked with
 #                                 dpkg-source -x so Debian's patches are applied.
+#                                 The archive is the one this machine's apt
+#                                 sources use (scripts/lib/apt.sh).
 # Downloads are cached in build/dl, so a second run needs no network.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+# $base (QEMU_BASE), its $build directory and the $base_suites carrying it
+. "$top/scripts/lib/base.sh"
 dest=${1:-$build/qemu-src}
 dl=$build/dl
 mkdir -p "$dl"
 
 die() { echo "fetch-qemu: $*" >&2; exit 1; }
 
-base=${QEMU_BASE:-10.0}
 check_version() {
     local v
     v=$(cat "$1/VERSION" 2>/dev/null) || die "$1 has no VERSION file: not a QEMU tree"
@@ -51,19 +54,18 @@ else
     apt=$build/apt
     mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/etc/preferences.d" \
              "$apt/etc/apt.conf.d" "$apt/etc/trusted.gpg.d"
-    if [ "$base" = 10.0 ]; then
-        suites=trixie
-        cat > "$apt/sources.list" <<EOF
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main
-EOF
-    else
-        # later releases: trixie-backports and sid (unstable) carry them
-        suites="trixie-backports/sid"
-        cat > "$apt/sources.list" <<EOF
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-EOF
+    # the suites, for messages: "trixie", "trixie-backports/sid"
+    suites=$(for s in $base_suites; do echo "$s"; done | grep -v -- '-security$' |
+             paste -sd /)
+    . "$top/scripts/lib/apt.sh"
+    # shellcheck disable=SC2086   # the suites, one argument each
+    lines=$(apt_source_line deb-src $base_suites) ||
+        die "no archive to fetch QEMU from"
+    # another archive (the machine's sources changed): read its index anew
+    if ! echo "$lines" | cmp -s - "$apt/sources.list"; then
+        echo "$lines" > "$apt/sources.list"
+        rm -rf "$apt/lists"
+        mkdir -p "$apt/lists/partial"
     fi
     aptopts=(-o "Dir::Etc::SourceList=$apt/sources.list"
              -o "Dir::Etc::SourceParts=$apt/none"

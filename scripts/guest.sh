@@ -10,7 +10,8 @@
 #
 # The kernel package is fetched with apt-get download through a private apt
 # configuration under build/apt-guest (the system's apt state is not touched;
-# apt verifies the archive signatures) into build/dl.  Everything is cached:
+# apt verifies the archive signatures; the archive is the one this machine's
+# apt sources use, scripts/lib/apt.sh) into build/dl.  Everything is cached:
 # a second run needs no network.  GUEST_REFRESH=1 fetches the current kernel
 # again.
 #
@@ -20,7 +21,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
 guest=$build/guest
 dl=$build/dl
 apt=$build/apt-guest
@@ -59,13 +60,11 @@ fetch_kernel() {
 
     mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/empty.d"
     touch "$apt/status"
-    local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    [ -f "$keyring" ] || die "$keyring missing (install debian-archive-keyring)"
-    cat > "$apt/sources.list" <<EOF
-deb [signed-by=$keyring] http://deb.debian.org/debian $codename main
-deb [signed-by=$keyring] http://deb.debian.org/debian $codename-updates main
-deb [signed-by=$keyring] http://deb.debian.org/debian-security $codename-security main
-EOF
+    . "$top/scripts/lib/apt.sh"
+    [ -f "$apt_keyring" ] || die "$apt_keyring missing (install debian-archive-keyring)"
+    # the archive this machine's apt sources use, verified with Debian's keyring
+    apt_source_line deb "$codename" "$codename-updates" "$codename-security" \
+        > "$apt/sources.list" || die "no archive to fetch the kernel from"
     echo "guest: reading Debian $codename package lists"
     apt-get "${aptopts[@]}" update -q >/dev/null ||
         die "apt-get update for Debian $codename failed"

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
 build=$(cd "$build" && pwd)
 obj=$build/asan-obj
 

@@ -13,7 +13,7 @@
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
+. "$top/scripts/lib/base.sh"     # $build: QEMU_BASE's build directory
 repo=$build/series/repo
 out=$build/series/out
 obj=$build/series/obj

@@ -12,16 +12,15 @@
 # Fails, naming it, when a patch of patches/series or an overlay file is not
 # in patches/commits exactly once, or when a patch does not apply.
 #
-# QEMU_BASE=10.2: the queue patches/10.2/ on that base, in build/10.2/series;
-# its commits and cover-letter.txt are patches/'s unless it has its own.
+# QEMU_BASE=10.2: the queue patches/10.2/ on that base, in build/10.2/series
+# (scripts/lib/base.sh); its commits and cover-letter.txt are patches/'s
+# unless it has its own.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$top/build}
-case ${QEMU_BASE:-10.0} in
-10.0) queue=$top/patches ;;
-*) queue=$top/patches/$QEMU_BASE ;;
-esac
+# $build, and $queue: QEMU_BASE's patch queue (patches/10.0/, patches/10.2/)
+. "$top/scripts/lib/base.sh"
+require_queue
 commits=$queue/commits
 [ -f "$commits" ] || commits=$top/patches/commits
 cover_txt=$queue/cover-letter.txt

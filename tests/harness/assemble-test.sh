@@ -5,20 +5,20 @@
 #  - a re-assembly rewrites only files whose content changed
 #  - a series that does not apply is a hard error naming patch and hunk
 #  - QEMU_BASE=10.2 wants a 10.2.x tree and applies patches/10.2/
+#  - scripts/lib/base.sh gives each base its queue and build directory
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'chmod -R u+w "$tmp"; rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
+use_tmp
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 # root may write anything: look at the mode bits, not at access(2)
 writable() { [[ "$(stat -c %A "$1")" == *w* ]]; }
 
 # A fake repository: its own copy of the scripts, a series and an overlay
 repo=$tmp/repo
-mkdir -p "$repo/scripts" "$repo/patches" "$repo/qemu/migration"
+mkdir -p "$repo/scripts" "$repo/patches/10.0" "$repo/qemu/migration"
 cp "$top/scripts/fetch-qemu.sh" "$top/scripts/assemble.sh" "$repo/scripts/"
+cp -r "$top/scripts/lib" "$repo/scripts/"
 export BUILD=$repo/build
 unset QEMU_BASE     # the default base; QEMU_BASE=10.2 is checked at the end
 # the fetches below name their source: none may come from the environment
@@ -49,7 +49,7 @@ grep -q "QEMU 9.2.0; this series is for QEMU 10.0.x" "$tmp/out" ||
     fail "wrong refusal: $(cat "$tmp/out")"
 
 # A series of one patch, and an overlay file
-cat > "$repo/patches/0001-b.patch" <<'EOF'
+cat > "$repo/patches/10.0/0001-b.patch" <<'EOF'
 Subject: [PATCH] change b
 
 ---
@@ -61,7 +61,7 @@ Subject: [PATCH] change b
 +long b;
  int c;
 EOF
-echo 0001-b.patch > "$repo/patches/series"
+echo 0001-b.patch > "$repo/patches/10.0/series"
 echo 'int trace;' > "$repo/qemu/migration/bitmap-trace.c"
 
 bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
@@ -87,7 +87,7 @@ bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
 [ "$(date -r "$t/util/u.c" +%Y)" = 2000 ] || fail "unchanged file rewritten"
 
 # A patch that does not apply: hard error naming the patch and the hunk
-cat > "$repo/patches/0002-bad.patch" <<'EOF'
+cat > "$repo/patches/10.0/0002-bad.patch" <<'EOF'
 --- a/migration/ram.c
 +++ b/migration/ram.c
 @@ -1,3 +1,3 @@
@@ -96,7 +96,7 @@ cat > "$repo/patches/0002-bad.patch" <<'EOF'
 +int yes;
  int c;
 EOF
-echo 0002-bad.patch >> "$repo/patches/series"
+echo 0002-bad.patch >> "$repo/patches/10.0/series"
 if bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1; then
     fail "a broken series was accepted"
 fi
@@ -115,11 +115,22 @@ grep -q "QEMU 10.0.99; this series is for QEMU 10.2.x" "$tmp/out" ||
 export BUILD=$tmp/build-10.2
 QEMU_SRC=$tmp/q102 QEMU_BASE=10.2 bash "$repo/scripts/fetch-qemu.sh" \
     > "$tmp/out" 2>&1 || fail "QEMU_BASE=10.2 fetch: $(cat "$tmp/out")"
-sed 's/long b/short b/' "$repo/patches/0001-b.patch" > "$repo/patches/10.2/0001-b.patch"
+sed 's/long b/short b/' "$repo/patches/10.0/0001-b.patch" > "$repo/patches/10.2/0001-b.patch"
 echo 0001-b.patch > "$repo/patches/10.2/series"
 QEMU_BASE=10.2 bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
     fail "QEMU_BASE=10.2 assembly: $(cat "$tmp/out")"
 grep -q 'short b' "$BUILD/qemu/migration/ram.c" || fail "patches/10.2 not applied"
 cmp -s "$repo/qemu/migration/bitmap-trace.c" "$BUILD/qemu/migration/bitmap-trace.c" ||
     fail "overlay not laid on 10.2"
+# scripts/lib/base.sh: each base's queue and build directory, when BUILD
+# does not say; an unknown base is an error naming its missing queue
+dirs() { (unset BUILD; cd "$tmp" && QEMU_BASE=$1 bash -c \
+          '. "$1/scripts/lib/base.sh" && require_queue && echo "$queue $build"' _ "$repo"); }
+[ "$(dirs 10.0)" = "$repo/patches/10.0 $repo/build" ] || fail "10.0 dirs: $(dirs 10.0)"
+[ "$(dirs 10.2)" = "$repo/patches/10.2 $repo/build/10.2" ] || fail "10.2 dirs: $(dirs 10.2)"
+if out=$(dirs 10.9 2>&1); then fail "QEMU_BASE=10.9 accepted: $out"; fi
+[ "$out" = "QEMU_BASE=10.9: there is no patches/10.9/series (docs/qemu-bases.md)" ] ||
+    fail "unknown base: $out"
+[ "$(unset BUILD; QEMU_BASE=10.2 bash "$repo/scripts/lib/base.sh" --make)" = \
+  "build/10.2 patches/10.2" ] || fail "the Makefile's view of 10.2"
 echo "assemble-test: all checks passed"

@@ -10,23 +10,11 @@
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-build=${BUILD:-$top/build}
-qemu=${QEMU:-$build/qemu-system-x86_64}
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
 out=$build/tests/bench-test
 
-[ -x "$qemu" ] || { echo "SKIP: $qemu not built"; exit 77; }
-if ! guest_out=$(BUILD=$build bash "$top/scripts/guest.sh" 2>&1); then
-    echo "$guest_out"
-    if [ ! -s "$build/guest/vmlinuz" ]; then
-        echo "SKIP: the demo guest cannot be prepared (is the Debian archive reachable?)"
-        exit 77
-    fi
-    echo "FAIL: scripts/guest.sh failed"
-    exit 1
-fi
+need_qemu "${QEMU:-}"
+need_guest
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -38,7 +26,7 @@ rc=$?
 set -e
 cat "$out.out"
 echo "bench-test: make bench QUICK=1 took $((SECONDS - start)) s and exited with $rc"
-[ "$rc" -eq 0 ] || { echo "FAIL: make bench QUICK=1 failed"; exit 1; }
+[ "$rc" -eq 0 ] || fail "make bench QUICK=1 failed"
 
 "$py" - "$out/results.json" <<'PYEOF'
 import json

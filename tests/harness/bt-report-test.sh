@@ -5,12 +5,9 @@
 # Exit 0 = pass, 1 = fail.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
 report=$top/scripts/bt-report
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/bt-report-test.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+use_tmp
 
 failures=0
 checks=0

@@ -11,25 +11,14 @@
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-build=${BUILD:-$top/build}
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
 out=$build/tests/demo-test
 
-[ -x "$build/qemu-system-x86_64" ] || { echo "SKIP: $build/qemu-system-x86_64 not built"; exit 77; }
-
+# the demo runs the build's binary, whatever QEMU says
+need_qemu "$build/qemu-system-x86_64"
 # The guest needs Debian's kernel package, once: without the archive and
 # without a cached copy there is nothing to boot.
-if ! guest_out=$(bash "$top/scripts/guest.sh" 2>&1); then
-    echo "$guest_out"
-    if [ ! -s "$build/guest/vmlinuz" ]; then
-        echo "SKIP: the demo guest cannot be prepared (is the Debian archive reachable?)"
-        exit 77
-    fi
-    echo "FAIL: scripts/guest.sh failed"
-    exit 1
-fi
+need_guest
 
 # Shortened: 256 MiB of RAM; the workload sweeps 32 MiB at 64 MiB/s, so the
 # 10 windows of 100 ms (1 s) see two full sweeps.
@@ -44,9 +33,7 @@ rc=$?
 set -e
 cat "$build/tests/demo-test.out"
 echo "demo-test: the demo took $((SECONDS - start)) s and exited with $rc"
-[ "$rc" -eq 0 ] || { echo "FAIL: the demo failed"; exit 1; }
-
-fail() { echo "FAIL: $*"; exit 1; }
+[ "$rc" -eq 0 ] || fail "the demo failed"
 
 # No QEMU of ours may be left running.
 if pgrep -f -- "-serial file:$out/console.log" >/dev/null; then

@@ -4,9 +4,7 @@
 # which make deps installs).
 set -uo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
 if ! "$py" -c 'import numpy' 2>/dev/null; then
     echo "python-unit-test: FAIL: $py has no numpy (Debian's python3-numpy; make deps)"
     exit 1

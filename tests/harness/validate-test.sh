@@ -11,24 +11,11 @@
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-build=${BUILD:-$top/build}
-qemu=${QEMU:-$build/qemu-system-x86_64}
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
+. "$(dirname "$0")/lib.sh"     # top, build, py; skip, fail, need_qemu, need_guest, use_tmp
 out=$build/tests/validate-test
 
-[ -x "$qemu" ] || { echo "SKIP: $qemu not built"; exit 77; }
-
-if ! guest_out=$(BUILD=$build bash "$top/scripts/guest.sh" 2>&1); then
-    echo "$guest_out"
-    if [ ! -s "$build/guest/vmlinuz" ]; then
-        echo "SKIP: the demo guest cannot be prepared (is the Debian archive reachable?)"
-        exit 77
-    fi
-    echo "FAIL: scripts/guest.sh failed"
-    exit 1
-fi
+need_qemu "${QEMU:-}"
+need_guest
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -43,7 +30,6 @@ set -e
 cat "$out.out"
 echo "validate-test: make validate QUICK=1 took $((SECONDS - start)) s and exited with $rc"
 
-fail() { echo "FAIL: $*"; exit 1; }
 [ "$rc" -eq 0 ] || fail "make validate QUICK=1 failed"
 
 if pgrep -f -- "file:$out/" >/dev/null; then
