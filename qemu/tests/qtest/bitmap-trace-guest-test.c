@@ -29,7 +29,7 @@
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
-#include "bitmap-trace-log.h"
+#include "bitmap-trace/log-reader.h"
 #include "bitmap-trace/x86-bootblock.h"
 
 #ifdef CONFIG_LINUX

@@ -29,7 +29,7 @@
 #include "qobject/qnull.h"
 #include "qobject/qnum.h"
 #include "qobject/qstring.h"
-#include "bitmap-trace-log.h"
+#include "bitmap-trace/log-reader.h"
 
 #define PAGE 4096ULL
 #define NONE_ARGS "-M none -cpu qemu64,apic-id=0 -m 16M"
