@@ -317,7 +317,7 @@ static char *fault_cpu_hotplug(GuestAccel accel)
 }
 
 /*
- * 4. Soak: 10000 rounds of 10 ms (100 s) of a running guest under TCG.
+ * 3. Soak: 10000 rounds of 10 ms (100 s) of a running guest under TCG.
  * QEMU's memory and descriptors must stay flat: VmRSS and the number of
  * open descriptors after 1000 rounds, 100 rounds before the end and after
  * the end.  The descriptors must not change at all while the trace runs,

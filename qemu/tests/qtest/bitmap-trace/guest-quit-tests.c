@@ -89,7 +89,7 @@ static void gate_close(EventGate *g)
 }
 
 /*
- * 3. quit in every phase of a round.  Each attempt boots a guest, traces
+ * Quit in every phase of a round.  Each attempt boots a guest, traces
  * it, gets the trace thread (or a vCPU it waits for) into one phase and
  * sends quit: QEMU must exit within QUIT_TIMEOUT_MS, and the log must be a
  * valid log whose end record says cancelled (quit stops the trace, which
