@@ -72,7 +72,7 @@ class ToText(unittest.TestCase):
 
     def test_qemu_log_is_its_text(self):
         """The same guest writes traced by QEMU in each format (qtest
-        /bitmap-trace/binary/same-as-text): equal but for times."""
+        /bitmap-trace/format/same-as-text): equal but for times."""
         with open(os.path.join(HERE, 'data', 'pc-high.btl'), 'rb') as f:
             text = binlog.to_text(f.read())
         with open(os.path.join(HERE, 'data', 'pc-high.txt')) as f:

@@ -214,7 +214,7 @@ def kvm_unusable_reason():
 def bootblock_image(path, sweep_start, sweep_end):
     """Write the boot-block guest of the exactness tests, extracted from its
     generated header, with the sweep range patched in (as
-    bitmap-trace-guest-test.c does)."""
+    tests/qtest/bitmap-trace/guest.c does)."""
     hdr = os.path.join(TOP, 'qemu/tests/qtest/bitmap-trace/x86-bootblock.h')
     text = open(hdr).read()
     body = re.search(r'x86_bootblock\[\]\s*=\s*\{(.*?)\};', text, re.S).group(1)

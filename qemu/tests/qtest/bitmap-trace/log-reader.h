@@ -9,8 +9,8 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
-#ifndef BITMAP_TRACE_LOG_H
-#define BITMAP_TRACE_LOG_H
+#ifndef BITMAP_TRACE_LOG_READER_H
+#define BITMAP_TRACE_LOG_READER_H
 
 typedef struct BTLogRange {
     uint64_t first;

@@ -8,7 +8,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bitmap.h"
-#include "bitmap-trace-log.h"
+#include "log-reader.h"
 
 /* Split "key=value" fields of @line after its leading word. */
 static GHashTable *parse_fields(const char *line, const char *word)

@@ -1,0 +1,291 @@
+/*
+ * QTest for bitmap-trace: faults writing the log
+ *
+ * A log that cannot be written (a full disk, a file over its size limit,
+ * /dev/full; the sinks' own faults are in sink-tests.c) ends the trace as
+ * failed, with an error that names the log
+ * and the cause; what is left of the log is a valid log; QEMU and the
+ * guest run on, and a later trace works.
+ *
+ * Copyright (c) 2026 The bitmap-trace authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "framework.h"
+
+#ifdef CONFIG_LINUX
+#include <sys/mount.h>
+#endif
+
+/* 128 MiB: a window of every 8th page takes more than 4 KiB in both formats */
+#define BIG_ARGS "-M none -cpu qemu64,apic-id=0 -m 128M"
+#define BIG_PAGES 32768
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* The size of the end record of a failed trace, as the tracer writes it */
+static size_t failed_end_len(bool binary, int64_t completed,
+                             const char *error)
+{
+    size_t payload;
+
+    if (!binary) {
+        g_autofree char *line = g_strdup_printf("end status=failed "
+                                                "iterations=%" PRId64
+                                                " error=%s\n", completed,
+                                                error);
+        return strlen(line);
+    }
+    payload = 1 + strlen("failed") + varint_len(completed) +
+              varint_len(strlen(error)) + strlen(error);
+    return 1 + varint_len(payload) + payload;
+}
+
+/*
+ * A window whose record is larger than the room left after the baseline,
+ * @room in all: the write is short, then fails with @err.  The file must
+ * be cut back to the baseline, whose room the end record then fits in.
+ */
+static void big_window_cut(QTestState *qts, const char *path,
+                           const char *fmt, size_t room, int err)
+{
+    bool binary = !strcmp(fmt, "binary");
+    g_autofree char *base = NULL;
+    g_autofree char *all = NULL;
+    g_autofree char *error = NULL;
+    g_autoptr(BTLog) log = NULL;
+    size_t base_len, all_len;
+    int64_t completed;
+
+    bt_start(qts, path, fmt, 100000, 100000);
+    bt_await_baseline(qts);
+    g_assert_true(g_file_get_contents(path, &base, &base_len, NULL));
+    /* room is left: the next record is written in part, then fails */
+    g_assert_cmpuint(base_len, <, room - 512);
+    for (uint64_t pfn = 0; pfn < BIG_PAGES; pfn += 8) {
+        qtest_writeb(qts, pfn * PAGE, 1);
+    }
+    /*
+     * 4096 pages 8 apart: about 20 KiB of text, 4 KiB of runs or bitmap,
+     * more than @room.
+     */
+    qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    error = bt_await_failed(qts, path, g_strerror(err), &completed);
+    g_assert_cmpint(completed, ==, 0);
+    g_assert_true(g_file_get_contents(path, &all, &all_len, NULL));
+    g_assert_cmpuint(all_len, ==,
+                     base_len + failed_end_len(binary, 0, error));
+    g_assert_true(!memcmp(all, base, base_len));
+    log = bt_log_parse(path, true);
+    g_assert_cmpint(log->binary, ==, binary);
+    g_assert_cmpuint(log->iters->len, ==, 1);
+    g_assert_cmpstr(log->end_status, ==, "failed");
+    g_assert_cmpint(log->end_iterations, ==, 0);
+    g_assert_cmpstr(log->end_error, ==, error);
+    unlink(path);
+}
+
+#ifdef CONFIG_LINUX
+static void tmpfs_abort(void *dir)
+{
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+}
+
+/*
+ * Mount a tmpfs of @size bytes on a new directory, to fill it up.  Returns
+ * NULL, the test skipped with the reason, when that cannot be done.
+ */
+static char *tmpfs_mount(size_t size)
+{
+    g_autofree char *opts = g_strdup_printf("size=%zu,mode=0700", size);
+    g_autofree char *why = NULL;
+    char *dir;
+
+    if (geteuid() != 0) {
+        g_test_skip("mounting a small tmpfs to fill up needs root");
+        return NULL;
+    }
+    dir = g_dir_make_tmp("bitmap-trace-full-XXXXXX", NULL);
+    g_assert_nonnull(dir);
+    if (mount("bitmap-trace", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              opts) == 0) {
+        /* a failed assertion must not leave it mounted */
+        qtest_add_abrt_handler(tmpfs_abort, dir);
+        return dir;
+    }
+    why = g_strdup_printf("cannot mount a tmpfs to fill up: %s",
+                          g_strerror(errno));
+    rmdir(dir);
+    g_free(dir);
+    g_test_skip(why);
+    return NULL;
+}
+
+static void tmpfs_umount(char *dir)
+{
+    qtest_remove_abrt_handler(dir);
+    g_assert_cmpint(umount(dir), ==, 0);
+    g_assert_cmpint(rmdir(dir), ==, 0);
+    g_free(dir);
+}
+#endif
+
+/*
+ * The disk fills up in the middle of a record: the write is short, then
+ * fails with ENOSPC.  The design (bitmap_trace_write(), the trace thread):
+ * a regular file is cut back to its last complete record, then the end
+ * record of the failed trace is written if it fits in what is left, so the
+ * log is valid either way, with "end status=failed error=..." when there
+ * was room for it and as a prefix without an end record when there was
+ * not (the header included: a baseline that does not fit leaves the file
+ * empty).  Each case is made to happen on a 4 KiB tmpfs:
+ *
+ * - a window whose record is larger than the whole disk: the short write
+ *   took all the room after the baseline, cutting it back gives that room
+ *   back, and the end record must be there;
+ * - a baseline larger than the disk: an empty file;
+ * - windows with no dirty page, whose records are smaller than the end
+ *   record: the one that does not fit leaves less room than an end record
+ *   takes, and the log must end with the last complete iteration.
+ */
+static void test_disk_full(const void *fmt)
+{
+#ifdef CONFIG_LINUX
+    bool binary = !strcmp(fmt, "binary");
+    char *dir = tmpfs_mount(4096);
+    g_autofree char *path = NULL;
+    g_autofree char *error = NULL;
+    g_autoptr(BTLog) prefix = NULL;
+    struct statvfs vfs;
+    struct stat st;
+    QTestState *qts;
+    int64_t completed;
+    size_t disk;
+
+    if (!dir) {
+        return;
+    }
+    g_assert_cmpint(statvfs(dir, &vfs), ==, 0);
+    disk = vfs.f_blocks * vfs.f_frsize;
+    g_assert_cmpuint(disk, ==, 4096);
+    path = g_build_filename(dir, "dirty.log", NULL);
+    qts = qtest_init(BIG_ARGS);
+
+    /* A window larger than the disk */
+    big_window_cut(qts, path, fmt, disk, ENOSPC);
+
+    /*
+     * A baseline larger than the disk: the pages written above make its
+     * zero pages 4096 ranges.  Without a header there is no log to end:
+     * the file is cut back to empty.
+     */
+    bt_start(qts, path, fmt, 100000, 100000);
+    error = bt_await_failed(qts, path, g_strerror(ENOSPC), &completed);
+    g_assert_cmpint(completed, ==, 0);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, 0);
+    unlink(path);
+    g_clear_pointer(&error, g_free);
+
+    /* Small records: the last one does not fit, nor does an end record */
+    qtest_memset(qts, 0, 0, BIG_PAGES * PAGE);
+    bt_start(qts, path, fmt, 100000, 10);
+    error = bt_await_failed(qts, path, g_strerror(ENOSPC), &completed);
+    g_assert_cmpint(completed, >, 0);
+    prefix = bt_log_parse(path, false);
+    g_assert_false(prefix->has_end);
+    g_assert_cmpuint(prefix->iters->len, ==, completed + 1);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpuint(st.st_size, <=, disk);
+    g_assert_cmpuint(disk - st.st_size, <,
+                     failed_end_len(binary, completed, error));
+    unlink(path);
+
+    bt_assert_runs_on(qts);
+    qtest_quit(qts);
+    tmpfs_umount(dir);
+#else
+    g_test_skip("a small tmpfs to fill up is Linux only");
+#endif
+}
+
+/*
+ * The same cut with a file size limit instead of a full disk: QEMU
+ * inherits RLIMIT_FSIZE, and SIGXFSZ ignored, from the test, so a write
+ * past the limit is short, then fails with EFBIG.  This needs no root.
+ */
+static void test_file_too_big(const void *fmt)
+{
+    g_autofree char *path = bt_tmp_path("fsize");
+    struct rlimit old, lim;
+    QTestState *qts;
+
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < 4096) {
+        g_test_skip("RLIMIT_FSIZE is below 4 KiB already");
+        return;
+    }
+    lim = (struct rlimit) { .rlim_cur = 4096, .rlim_max = old.rlim_max };
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+    qts = qtest_init(BIG_ARGS);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    signal(SIGXFSZ, SIG_DFL);
+
+    big_window_cut(qts, path, fmt, 4096, EFBIG);
+    /* QEMU keeps the limit: a baseline of few zero ranges fits in it */
+    qtest_memset(qts, 0, 0, BIG_PAGES * PAGE);
+    bt_assert_runs_on(qts);
+    qtest_quit(qts);
+}
+
+/* A write error ends the trace as failed; QEMU and the guest stay up */
+static void test_write_error(const void *fmt)
+{
+    QTestState *qts = qtest_init(NONE_ARGS);
+    g_autoptr(QDict) ev = NULL;
+    g_autoptr(QDict) info = NULL;
+    g_autofree char *path = bt_tmp_path("after-error");
+    QDict *data;
+
+    bt_start(qts, "/dev/full", fmt, 100000, 10);
+    ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+    data = qdict_get_qdict(ev, "data");
+    g_assert_cmpstr(qdict_get_str(data, "status"), ==, "failed");
+    g_assert_nonnull(strstr(qdict_get_str(data, "error"), "/dev/full"));
+
+    info = bt_query(qts);
+    g_assert_cmpstr(qdict_get_str(info, "status"), ==, "failed");
+    g_assert_nonnull(strstr(qdict_get_str(info, "error-desc"),
+                            "No space left"));
+
+    /* the blocker is gone and logging can start again */
+    bt_start(qts, path, NULL, 3, 10);
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED"));
+    qtest_quit(qts);
+    unlink(path);
+}
+
+void bt_add_fault_tests(void)
+{
+    bt_add_formats("/bitmap-trace/faults/write-error", test_write_error);
+    bt_add_formats("/bitmap-trace/faults/disk-full", test_disk_full);
+    bt_add_formats("/bitmap-trace/faults/file-too-big", test_file_too_big);
+}

@@ -1,0 +1,373 @@
+/*
+ * QTest for bitmap-trace with a real guest: what happens to the VM (paused,
+ * reset, rebooted, recorded and replayed), the cost of a round, and the
+ * dirty limit
+ *
+ * Copyright (c) 2026 The bitmap-trace authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "guest.h"
+
+/*
+ * The VM paused during a trace: the trace goes on and the windows that lie
+ * wholly inside the pause list no page; once the VM runs again, the guest's
+ * hot pages are back in the windows.
+ */
+static void test_guest_pause(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, accel, l, 1);
+    g_autoptr(BTLog) log = NULL;
+    int64_t stopped, resumed;
+    bool back = false;
+    uint32_t passes;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 20 }}", vm.log_path);
+    bt_await_completed(vm.qts, 2);
+
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'stop'}");
+    /*
+     * Iteration stopped + 1 may be in progress and window stopped + 2 may
+     * start before "stop" took effect; window stopped + 3 starts at a sync
+     * that began after it.
+     */
+    stopped = bt_completed(vm.qts);
+    passes = guest_passes(vm.qts, l, 0);
+    bt_await_completed(vm.qts, stopped + 5);
+    g_assert_cmpuint(guest_passes(vm.qts, l, 0), ==, passes);
+    resumed = bt_completed(vm.qts);  /* window resumed ends before cont */
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'cont'}");
+    bt_await_completed(vm.qts, resumed + 10);
+
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+
+    log = bt_log_parse(vm.log_path, true);
+    for (int64_t n = stopped + 3; n <= resumed; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+        g_assert_cmpuint(it->dirty, ==, 0);
+    }
+    /* the guest runs again: its pass counter page is written */
+    for (guint n = resumed + 2; n < log->iters->len; n++) {
+        back |= bt_log_iter_has_pfn(g_ptr_array_index(log->iters, n),
+                                    l->hot[0] >> GUEST_PAGE_BITS);
+    }
+    g_assert_true(back);
+    bt_msg("%s: windows %" PRId64 "-%" PRId64 " inside the pause "
+              "list no page", accel_name(accel), stopped + 3, resumed);
+    guest_cleanup(&vm);
+}
+
+/*
+ * Guest resets while a 10 ms trace runs, with 4 vCPUs.  Each reset pauses
+ * and resumes the vCPUs from the main loop; the trace must neither lose
+ * its vCPUs to that nor undo it: it keeps taking rounds, state=false ends
+ * it, and QEMU quits.
+ */
+static void test_guest_reset_storm(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, accel, l, 4);
+    g_autofree char *status = NULL;
+    g_autoptr(BTLog) log = NULL;
+    int64_t before, after;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    bt_await_completed(vm.qts, 2);
+
+    before = bt_completed(vm.qts);
+    for (int i = 0; i < 200; i++) {
+        qtest_qmp_assert_success(vm.qts, "{'execute': 'system_reset'}");
+        g_usleep(g_test_rand_int_range(0, 3000));
+    }
+    /* the trace still takes rounds after the storm */
+    bt_await_completed(vm.qts, bt_completed(vm.qts) + 5);
+    after = bt_completed(vm.qts);
+
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    status = bt_await_end(vm.qts, 10000);
+    g_assert_cmpstr(status, ==, "cancelled");
+
+    log = bt_log_parse(vm.log_path, true);
+    g_assert_true(log->has_end);
+    g_assert_cmpstr(log->end_status, ==, "cancelled");
+    g_test_message("%s: %" PRId64 " rounds during 200 resets",
+                   accel_name(accel), after - before);
+    guest_cleanup(&vm);     /* quit must not hang */
+}
+
+/*
+ * Guest reboots one after the other during a 10 ms trace, with 2 vCPUs:
+ * each boot runs the firmware to its end, and under KVM the firmware's
+ * vapic option ROM has the main loop queue run_on_cpu() work on the vCPUs
+ * (vapic_enable_tpr_reporting()), which a round's parked vCPUs must not
+ * hold up.  Every reboot must complete and the trace keep taking rounds.
+ */
+static void test_guest_reboots(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, accel, l, 2);
+    g_autofree char *status = NULL;
+    g_autoptr(BTLog) log = NULL;
+    int64_t before;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    bt_await_completed(vm.qts, 2);
+
+    before = bt_completed(vm.qts);
+    for (int i = 0; i < 12; i++) {
+        qtest_qmp_assert_success(vm.qts, "{'execute': 'system_reset'}");
+        if (!serial_await_signals(vm.serial_fd, SYM_BOOT_SIGNAL, 1,
+                                  REBOOT_TIMEOUT_MS)) {
+            bt_msg("reboot %d: the guest did not boot again in %d ms: "
+                      "QEMU's reset or a vCPU is stuck", i,
+                      REBOOT_TIMEOUT_MS);
+            bt_qemu_wedged(vm.qts);
+        }
+        serial_await_passes(vm.serial_fd, 2);
+    }
+    bt_await_completed(vm.qts, bt_completed(vm.qts) + 5);
+    g_test_message("%s: %" PRId64 " rounds during 12 reboots",
+                   accel_name(accel), bt_completed(vm.qts) - before);
+
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    status = bt_await_end(vm.qts, 10000);
+    g_assert_cmpstr(status, ==, "cancelled");
+    log = bt_log_parse(vm.log_path, true);
+    g_assert_cmpstr(log->end_status, ==, "cancelled");
+    guest_cleanup(&vm);
+}
+
+/*
+ * A trace of a guest run under record/replay (recording): the rounds must
+ * not need the replay lock, which the trace thread does not hold.
+ */
+static void test_guest_record(const void *opaque)
+{
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *dir = g_dir_make_tmp("bitmap-trace-rr-XXXXXX", NULL);
+    g_autofree char *rrfile = g_build_filename(dir, "replay.bin", NULL);
+    g_autofree char *args = g_strdup_printf("-icount shift=5,rr=record,"
+                                            "rrfile=%s", rrfile);
+    g_autofree char *skip = guest_boot_args(&vm, GUEST_ACCEL_TCG, l, 1,
+                                             args);
+    g_autofree char *status = NULL;
+    g_autoptr(BTLog) log = NULL;
+    uint32_t passes;
+    guint busy = 0;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        rmdir(dir);
+        return;
+    }
+    passes = guest_passes(vm.qts, l, 0);
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    bt_await_completed(vm.qts, 20);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    status = bt_await_end(vm.qts, 10000);
+    g_assert_cmpstr(status, ==, "cancelled");
+    /* the guest ran on during the trace */
+    g_assert_cmpuint(guest_passes(vm.qts, l, 0), >, passes);
+
+    log = bt_log_parse(vm.log_path, true);
+    g_assert_cmpuint(log->iters->len, >=, 21);
+    for (guint n = 1; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+        size_t found = 0;
+
+        for (size_t h = 0; h < l->nhot; h++) {
+            found += bt_log_iter_has_pfn(it, l->hot[h] >> GUEST_PAGE_BITS);
+        }
+        /* a window in which the guest ran a round lists all hot pages */
+        if (window_has_hot_round(it, l, 1, 0)) {
+            busy++;
+            g_assert_cmpuint(found, ==, l->nhot);
+        }
+    }
+    g_assert_cmpuint(busy * 2, >=, log->iters->len - 1);
+    guest_cleanup(&vm);
+    unlink(rrfile);
+    rmdir(dir);
+}
+
+/* "median M, 90th percentile P, max X" of @v, which it sorts */
+static char *summary_us(GArray *v)
+{
+    int64_t *x = (int64_t *)v->data;
+
+    g_array_sort(v, cmp_int64);
+    return g_strdup_printf("median %" PRId64 ", p90 %" PRId64 ", max %"
+                           PRId64, x[v->len / 2], x[v->len * 9 / 10],
+                           x[v->len - 1]);
+}
+
+/*
+ * What a round costs with 1, 4 and 8 vCPUs: sync-us (parking the vCPUs
+ * and syncing the dirty log) and harvest-us of the windows of a 50 x
+ * 10 ms trace.  Reported, not checked beyond the trace completing: the
+ * numbers depend on the host and on what else it runs.
+ */
+static void test_guest_round_cost(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    static const int ncpus[] = { 1, 4, 8 };
+    GuestCase c = {
+        .accel = accel, .layout = &one_block, .period_ms = 10,
+        .iterations = 50,
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(ncpus); i++) {
+        GuestVM vm = { 0 };
+        g_autofree char *skip = guest_boot(&vm, accel, c.layout, ncpus[i]);
+        g_autoptr(GArray) sync = g_array_new(false, false, sizeof(int64_t));
+        g_autoptr(GArray) harvest = g_array_new(false, false,
+                                                sizeof(int64_t));
+        g_autoptr(BTLog) log = NULL;
+        g_autofree char *sync_sum = NULL;
+        g_autofree char *harvest_sum = NULL;
+
+        GuestTraceEvents ev;
+
+        c.ncpus = ncpus[i];
+        if (!skip) {
+            skip = trace_run(&vm, &c, &ev);
+        }
+        if (skip) {
+            g_test_skip(skip);
+            guest_cleanup(&vm);
+            return;
+        }
+        log = bt_log_parse(vm.log_path, true);
+        for (guint n = 1; n < log->iters->len; n++) {
+            const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+            g_array_append_val(sync, it->sync_us);
+            g_array_append_val(harvest, it->harvest_us);
+        }
+        sync_sum = summary_us(sync);
+        harvest_sum = summary_us(harvest);
+        g_test_message("%s, %d vCPUs, %u windows of 10 ms: sync-us %s; "
+                       "harvest-us %s", accel_name(accel), ncpus[i],
+                       sync->len, sync_sum, harvest_sum);
+        guest_cleanup(&vm);
+    }
+}
+
+/*
+ * With the dirty ring: a dirty page rate limit and a trace refuse each
+ * other, since the trace's ring resets would skew the per-vCPU rates.
+ */
+static void test_guest_dirty_limit(void)
+{
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, GUEST_ACCEL_KVM_RING, l, 1);
+    QDict *resp;
+
+    if (!skip && dirty_ring_stalls_guest(vm.qts, l)) {
+        skip = g_strdup("the host's KVM stalls the guest once the dirty "
+                        "ring is in use: a host kernel defect");
+    }
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': 10 }}", vm.log_path);
+    resp = qtest_qmp_assert_failure_ref(vm.qts,
+        "{'execute': 'set-vcpu-dirty-limit', 'arguments': {"
+        " 'dirty-rate': 100 }}");
+    g_assert_nonnull(strstr(qdict_get_str(resp, "desc"), "bitmap-trace"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'set-vcpu-dirty-limit', 'arguments': {"
+        " 'dirty-rate': 100 }}");
+    resp = qtest_qmp_assert_failure_ref(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s }}", vm.log_path);
+    g_assert_nonnull(strstr(qdict_get_str(resp, "desc"),
+                            "cancel-vcpu-dirty-limit"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'cancel-vcpu-dirty-limit'}");
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 3, 'period': 10 }}",
+        vm.log_path);
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+    guest_cleanup(&vm);
+}
+
+void bt_add_guest_vm_tests(void)
+{
+    static const GuestAccel accels[] = { GUEST_ACCEL_TCG, GUEST_ACCEL_KVM };
+
+    for (size_t i = 0; i < ARRAY_SIZE(accels); i++) {
+        guest_add_case("/bitmap-trace/guest-vm/pause", accels[i],
+                       test_guest_pause);
+        guest_add_case("/bitmap-trace/guest-vm/reset-storm", accels[i],
+                       test_guest_reset_storm);
+        guest_add_case("/bitmap-trace/guest-vm/reboots", accels[i],
+                       test_guest_reboots);
+    }
+    qtest_add_data_func("/bitmap-trace/guest-vm/record-replay/tcg", NULL,
+                        test_guest_record);
+    qtest_add_func("/bitmap-trace/guest-vm/dirty-limit/kvm-dirty-ring",
+                   test_guest_dirty_limit);
+    for (size_t i = 0; i < ARRAY_SIZE(accels); i++) {
+        guest_add_case("/bitmap-trace/guest-vm/round-cost", accels[i],
+                       test_guest_round_cost);
+    }
+}
