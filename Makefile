@@ -16,18 +16,17 @@
 #   QEMU_TARBALL=/path/to/qemu-10.0.x.tar.xz  use an upstream release tarball
 #   QEMU_BASE=10.2                        another QEMU release as the base: its
 #       own patch queue patches/10.2/, its own build dir build/10.2/ (the
-#       default, 10.0, is patches/ and build/)
+#       default, 10.0, is patches/10.0/ and build/)
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
 QEMU_BASE ?= 10.0
 export QEMU_BASE
+PATCHDIR := patches/$(QEMU_BASE)
 ifeq ($(QEMU_BASE),10.0)
 BUILD := build
-PATCHDIR := patches
 else
 BUILD := $(TOP)/build/$(QEMU_BASE)
-PATCHDIR := patches/$(QEMU_BASE)
 export BUILD
 ifeq ($(wildcard $(TOP)/$(PATCHDIR)/series),)
 $(error QEMU_BASE=$(QEMU_BASE): there is no $(PATCHDIR)/series (README: QEMU bases))

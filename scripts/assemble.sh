@@ -1,6 +1,6 @@
 #!/bin/bash
 # Lay the series on a pristine QEMU tree:
-#   assemble.sh full     pristine + patches/series + qemu/ overlay, from scratch
+#   assemble.sh full     pristine + patches/<base>/ + qemu/ overlay, from scratch
 #   assemble.sh overlay  only refresh the qemu/ overlay files that changed
 #
 # The assembled tree is build/qemu.  A file is rewritten only when its content
@@ -14,12 +14,12 @@ pristine=$build/qemu-src
 tree=$build/qemu
 stage=$build/qemu-stage
 mode=${1:-full}
-# QEMU_BASE=10.2: that base's patch queue, patches/10.2/
-case ${QEMU_BASE:-10.0} in
-10.0) pq=patches ;;
-*) pq=patches/$QEMU_BASE ;;
-esac
+# The patch queue of the base (QEMU_BASE, 10.0 by default): patches/<base>/,
+# applied in the order its file "series" names the patches
+pq=patches/${QEMU_BASE:-10.0}
 patches=$top/$pq
+# shellcheck source=lib/queue.sh
+. "$top/scripts/lib/queue.sh"
 
 die() { echo "assemble: $*" >&2; exit 1; }
 
@@ -51,6 +51,7 @@ if [ "$mode" = overlay ]; then
 fi
 
 [ -d "$pristine" ] || die "$pristine missing: run scripts/fetch-qemu.sh"
+[ -f "$patches/series" ] || die "$pq/series missing: no queue for QEMU ${QEMU_BASE:-10.0}"
 
 echo "assemble: staging pristine QEMU $(cat "$pristine/VERSION")"
 rm -rf "$stage"
@@ -58,7 +59,6 @@ cp -a "$pristine" "$stage"
 
 n=0
 while read -r p; do
-    case "$p" in ''|'#'*) continue ;; esac
     n=$((n + 1))
     [ -f "$patches/$p" ] || die "$pq/series names $p, which does not exist"
     if ! out=$(patch -d "$stage" -p1 -F0 -N --no-backup-if-mismatch -r - \
@@ -71,7 +71,7 @@ while read -r p; do
         echo "$out" | grep 'offset\|fuzz' | sed "s|^|    $p: |"
     fi
     echo "  patch $p"
-done < "$patches/series"
+done < <(queue_patches "$patches/series")
 
 overlay_files > "$stage.overlay-files"
 while read -r f; do
@@ -107,10 +107,9 @@ mv "$stage.overlay-files" "$build/overlay-files"
 # Everything the series touches is read-only in the assembled tree.
 while read -r f; do chmod a-w "$tree/$f"; done < "$build/overlay-files"
 while read -r p; do
-    case "$p" in ''|'#'*) continue ;; esac
     sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$patches/$p" |
         while read -r f; do
             if [ -e "$tree/$f" ]; then chmod a-w "$tree/$f"; fi
         done
-done < "$patches/series"
+done < <(queue_patches "$patches/series")
 echo "assemble: $n patches and $(wc -l < "$build/overlay-files") overlay files on QEMU in $tree"

@@ -17,12 +17,10 @@ build=${BUILD:-$top/build}
 tree=$build/qemu
 obj=$build/obj
 logs=$build/check
-# QEMU_BASE=10.2: that base's patch queue, patches/10.2/
-case ${QEMU_BASE:-10.0} in
-10.0) pq=patches ;;
-*) pq=patches/$QEMU_BASE ;;
-esac
-patches=$top/$pq
+# The base's patch queue, patches/<base>/ (QEMU_BASE, 10.0 by default)
+patches=$top/patches/${QEMU_BASE:-10.0}
+# shellcheck source=lib/queue.sh
+. "$top/scripts/lib/queue.sh"
 suites=${CHECK_ONLY:-checkpatch qtest migration harness sanitizers}
 mkdir -p "$logs"
 
@@ -102,7 +100,6 @@ if [[ " $suites " == *" checkpatch "* ]]; then
         fi
     done < "$logs/checkpatch-files"
     while read -r p; do
-        case "$p" in ''|'#'*) continue ;; esac
         if (cd "$tree" && scripts/checkpatch.pl --no-tree -q "$patches/$p") \
                 > "$logs/checkpatch.out" 2>&1; then
             result pass "checkpatch $p"
@@ -110,7 +107,7 @@ if [[ " $suites " == *" checkpatch "* ]]; then
             cat "$logs/checkpatch.out"
             result fail "checkpatch $p"
         fi
-    done < "$patches/series"
+    done < <(queue_patches "$patches/series")
     # The series as qemu-devel would get it (make series): new files need
     # what checkpatch only checks in a patch (SPDX tags, MAINTAINERS).
     if bash "$top/scripts/series.sh" > "$logs/series.log" 2>&1; then

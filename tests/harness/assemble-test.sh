@@ -17,8 +17,9 @@ writable() { [[ "$(stat -c %A "$1")" == *w* ]]; }
 
 # A fake repository: its own copy of the scripts, a series and an overlay
 repo=$tmp/repo
-mkdir -p "$repo/scripts" "$repo/patches" "$repo/qemu/migration"
+mkdir -p "$repo/scripts/lib" "$repo/patches/10.0" "$repo/qemu/migration"
 cp "$top/scripts/fetch-qemu.sh" "$top/scripts/assemble.sh" "$repo/scripts/"
+cp "$top/scripts/lib/queue.sh" "$repo/scripts/lib/"
 export BUILD=$repo/build
 unset QEMU_BASE     # the default base; QEMU_BASE=10.2 is checked at the end
 # the fetches below name their source: none may come from the environment
@@ -48,8 +49,9 @@ fi
 grep -q "QEMU 9.2.0; this series is for QEMU 10.0.x" "$tmp/out" ||
     fail "wrong refusal: $(cat "$tmp/out")"
 
-# A series of one patch, and an overlay file
-cat > "$repo/patches/0001-b.patch" <<'EOF'
+# A series of one patch, and an overlay file, in the queue of the default
+# base, patches/10.0/; its series names the overlay file the commit adds
+cat > "$repo/patches/10.0/0001-b.patch" <<'EOF'
 Subject: [PATCH] change b
 
 ---
@@ -61,7 +63,7 @@ Subject: [PATCH] change b
 +long b;
  int c;
 EOF
-echo 0001-b.patch > "$repo/patches/series"
+printf '# a comment\n0001-b.patch migration/bitmap-trace.c\n' > "$repo/patches/10.0/series"
 echo 'int trace;' > "$repo/qemu/migration/bitmap-trace.c"
 
 bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
@@ -87,7 +89,7 @@ bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
 [ "$(date -r "$t/util/u.c" +%Y)" = 2000 ] || fail "unchanged file rewritten"
 
 # A patch that does not apply: hard error naming the patch and the hunk
-cat > "$repo/patches/0002-bad.patch" <<'EOF'
+cat > "$repo/patches/10.0/0002-bad.patch" <<'EOF'
 --- a/migration/ram.c
 +++ b/migration/ram.c
 @@ -1,3 +1,3 @@
@@ -96,7 +98,7 @@ cat > "$repo/patches/0002-bad.patch" <<'EOF'
 +int yes;
  int c;
 EOF
-echo 0002-bad.patch >> "$repo/patches/series"
+echo 0002-bad.patch >> "$repo/patches/10.0/series"
 if bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1; then
     fail "a broken series was accepted"
 fi
@@ -115,8 +117,8 @@ grep -q "QEMU 10.0.99; this series is for QEMU 10.2.x" "$tmp/out" ||
 export BUILD=$tmp/build-10.2
 QEMU_SRC=$tmp/q102 QEMU_BASE=10.2 bash "$repo/scripts/fetch-qemu.sh" \
     > "$tmp/out" 2>&1 || fail "QEMU_BASE=10.2 fetch: $(cat "$tmp/out")"
-sed 's/long b/short b/' "$repo/patches/0001-b.patch" > "$repo/patches/10.2/0001-b.patch"
-echo 0001-b.patch > "$repo/patches/10.2/series"
+sed 's/long b/short b/' "$repo/patches/10.0/0001-b.patch" > "$repo/patches/10.2/0001-b.patch"
+echo 0001-b.patch migration/bitmap-trace.c > "$repo/patches/10.2/series"
 QEMU_BASE=10.2 bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
     fail "QEMU_BASE=10.2 assembly: $(cat "$tmp/out")"
 grep -q 'short b' "$BUILD/qemu/migration/ram.c" || fail "patches/10.2 not applied"
