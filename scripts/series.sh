@@ -45,7 +45,7 @@ overlay=$(cd "$top/qemu" && find . -type f ! -name '*~' ! -name '.*' | sed 's|^\
 # overlay_under WORD: the overlay files a FILE word places (a dir/ all below)
 overlay_under() {
     case "$1" in
-    */) echo "$overlay" | grep -F "$1" | grep "^$1" || true ;;
+    */) grep "^$1" <<< "$overlay" || true ;;
     *) echo "$1" ;;
     esac
 }
@@ -56,10 +56,10 @@ mapped=$(for w in $map; do
 dups=$(echo "$mapped" | uniq -d)
 [ -z "$dups" ] || die "$series_name names these more than once: $dups"
 for p in $(cd "$queue" && ls ./*.patch 2>/dev/null | sed 's|^\./||'); do
-    echo "$mapped" | grep -qxF "$p" || die "$series_name does not place patch $p"
+    grep -qxF "$p" <<< "$mapped" || die "$series_name does not place patch $p"
 done
 for f in $overlay; do
-    echo "$mapped" | grep -qxF "$f" || die "$series_name does not place overlay file qemu/$f"
+    grep -qxF "$f" <<< "$mapped" || die "$series_name does not place overlay file qemu/$f"
 done
 # the patches are numbered in the order they apply
 numbers=$(queue_patches "$commits" | cut -c1-4)
