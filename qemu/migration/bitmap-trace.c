@@ -6,7 +6,6 @@
  * and log the guest page frame numbers dirtied in each round.  Nothing is
  * sent anywhere.  See docs/devel/migration/bitmap-trace.rst.
  *
- *
  * This file holds the job: the QMP and HMP glue, the trace thread and the
  * rounds it queues while the baseline is scanned.  A round is in
  * bitmap-trace-round.c, the log in bitmap-trace-log.c, and what they share
