@@ -15,6 +15,8 @@ pristine=$build/qemu-src
 tree=$build/qemu
 stage=$build/qemu-stage
 mode=${1:-full}
+# shellcheck source=lib/queue.sh
+. "$top/scripts/lib/queue.sh"
 
 die() { echo "assemble: $*" >&2; exit 1; }
 
@@ -54,7 +56,6 @@ cp -a "$pristine" "$stage"
 
 n=0
 while read -r p; do
-    case "$p" in ''|'#'*) continue ;; esac
     n=$((n + 1))
     [ -f "$queue/$p" ] || die "$queue_rel/series names $p, which does not exist"
     if ! out=$(patch -d "$stage" -p1 -F0 -N --no-backup-if-mismatch -r - \
@@ -67,7 +68,7 @@ while read -r p; do
         echo "$out" | grep 'offset\|fuzz' | sed "s|^|    $p: |"
     fi
     echo "  patch $p"
-done < "$queue/series"
+done < <(queue_patches "$queue/series")
 
 overlay_files > "$stage.overlay-files"
 while read -r f; do
@@ -103,10 +104,9 @@ mv "$stage.overlay-files" "$build/overlay-files"
 # Everything the series touches is read-only in the assembled tree.
 while read -r f; do chmod a-w "$tree/$f"; done < "$build/overlay-files"
 while read -r p; do
-    case "$p" in ''|'#'*) continue ;; esac
     sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$queue/$p" |
         while read -r f; do
             if [ -e "$tree/$f" ]; then chmod a-w "$tree/$f"; fi
         done
-done < "$queue/series"
+done < <(queue_patches "$queue/series")
 echo "assemble: $n patches and $(wc -l < "$build/overlay-files") overlay files on QEMU in $tree"

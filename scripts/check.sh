@@ -18,6 +18,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 tree=$build/qemu
 obj=$build/obj
 logs=$build/check
+# shellcheck source=lib/queue.sh
+. "$top/scripts/lib/queue.sh"
 suites=${CHECK_ONLY:-checkpatch qtest migration harness sanitizers}
 mkdir -p "$logs"
 
@@ -98,7 +100,6 @@ if [[ " $suites " == *" checkpatch "* ]]; then
         fi
     done < "$logs/checkpatch-files"
     while read -r p; do
-        case "$p" in ''|'#'*) continue ;; esac
         if (cd "$tree" && scripts/checkpatch.pl --no-tree -q "$queue/$p") \
                 > "$logs/checkpatch.out" 2>&1; then
             result pass "checkpatch $p"
@@ -106,7 +107,7 @@ if [[ " $suites " == *" checkpatch "* ]]; then
             cat "$logs/checkpatch.out"
             result fail "checkpatch $p"
         fi
-    done < "$queue/series"
+done < <(queue_patches "$queue/series")
     # The series as qemu-devel would get it (make series): new files need
     # what checkpatch only checks in a patch (SPDX tags, MAINTAINERS).
     if bash "$top/scripts/series.sh" > "$logs/series.log" 2>&1; then

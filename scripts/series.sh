@@ -3,26 +3,27 @@
 # series against pristine QEMU, ready for qemu-devel.
 #
 #   build/series/repo   a git repository: pristine QEMU (tag "base"), then
-#                       one commit per line of patches/commits
+#                       one commit per line of patches/<base>/series
 #   build/series/out    0000-cover-letter.patch and the patches, from
 #                       git format-patch --cover-letter; the cover letter is
 #                       patches/cover-letter.txt with the shortlog, diffstat
 #                       and scripts/get_maintainer.pl's answer
 #
-# Fails, naming it, when a patch of patches/series or an overlay file is not
-# in patches/commits exactly once, or when a patch does not apply.
+# Fails, naming it, when a patch of the queue or an overlay file is not in
+# its series exactly once, or when a patch does not apply.
 #
-# QEMU_BASE=10.2: the queue patches/10.2/ on that base, in build/10.2/series
-# (scripts/lib/base.sh); its commits and cover-letter.txt are patches/'s
-# unless it has its own.
+# The queue is patches/<base>/ (QEMU_BASE, 10.0 by default, scripts/lib/base.sh;
+# build/10.2/series for 10.2); cover-letter.txt is patches/'s unless the
+# queue has its own.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 # $build, and $queue: QEMU_BASE's patch queue (patches/10.0/, patches/10.2/)
 . "$top/scripts/lib/base.sh"
 require_queue
-commits=$queue/commits
-[ -f "$commits" ] || commits=$top/patches/commits
+commits=$queue/series
+# shellcheck source=lib/queue.sh
+. "$top/scripts/lib/queue.sh"
 cover_txt=$queue/cover-letter.txt
 [ -f "$cover_txt" ] || cover_txt=$top/patches/cover-letter.txt
 pristine=$build/qemu-src
@@ -37,19 +38,35 @@ exec 8>"$build/series/.lock"
 flock 8
 
 [ -d "$pristine" ] || die "$pristine missing: run make first"
+[ -f "$commits" ] || die "$commits missing: no queue for QEMU ${QEMU_BASE:-10.0}"
 command -v git >/dev/null || die "git not found (run: sudo make deps)"
 
 # --- check the map ----------------------------------------------------------
-map=$(grep -v '^[[:space:]]*\(#\|$\)' "$commits")
-mapped=$(echo "$map" | tr ' ' '\n' | grep . | sort)
+series_name=${commits#"$top"/}
+overlay=$(cd "$top/qemu" && find . -type f ! -name '*~' ! -name '.*' | sed 's|^\./||' | sort)
+# overlay_under WORD: the overlay files a FILE word places (a dir/ all below)
+overlay_under() {
+    case "$1" in
+    */) grep "^$1" <<< "$overlay" || true ;;
+    *) echo "$1" ;;
+    esac
+}
+map=$(queue_lines "$commits")
+mapped=$(for w in $map; do
+             case "$w" in *.patch) echo "$w" ;; *) overlay_under "$w" ;; esac
+         done | sort)
 dups=$(echo "$mapped" | uniq -d)
-[ -z "$dups" ] || die "patches/commits names these more than once: $dups"
-for p in $(grep -v '^[[:space:]]*\(#\|$\)' "$queue/series"); do
-    echo "$mapped" | grep -qxF "$p" || die "patches/commits does not place patch $p"
+[ -z "$dups" ] || die "$series_name names these more than once: $dups"
+for p in $(cd "$queue" && ls ./*.patch 2>/dev/null | sed 's|^\./||'); do
+    grep -qxF "$p" <<< "$mapped" || die "$series_name does not place patch $p"
 done
-for f in $(cd "$top/qemu" && find . -type f ! -name '*~' ! -name '.*' | sed 's|^\./||'); do
-    echo "$mapped" | grep -qxF "$f" || die "patches/commits does not place overlay file qemu/$f"
+for f in $overlay; do
+    grep -qxF "$f" <<< "$mapped" || die "$series_name does not place overlay file qemu/$f"
 done
+# the patches are numbered in the order they apply
+numbers=$(queue_patches "$commits" | cut -c1-4)
+[ "$numbers" = "$(echo "$numbers" | sort)" ] ||
+    die "$series_name: the patches are not numbered in the order they apply"
 
 # --- the pristine base, once ------------------------------------------------
 git_() { git -C "$repo" -c user.name="bitmap-trace developers" \
@@ -89,7 +106,7 @@ while read -r first rest; do
     for w in $rest; do
         case "$w" in
         *.patch) patches+=("$w") ;;
-        *) files+=("$w") ;;
+        *) while read -r f; do files+=("$f"); done < <(overlay_under "$w") ;;
         esac
     done
     {

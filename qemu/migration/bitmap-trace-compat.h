@@ -1,8 +1,8 @@
 /*
  * bitmap-trace: the QEMU interfaces that moved or were renamed between
- * the releases the series is kept for (10.0, 10.2), so that
- * migration/bitmap-trace.c is one source for all of them.  It uses the
- * newest names; older bases get them here.
+ * the releases the series is kept for (10.0, 10.2), so that the tracer's
+ * sources, migration/bitmap-trace*.c, are one for all of them.  They use
+ * the newest names; older bases get them here.
  *
  * Copyright (c) 2026 The bitmap-trace authors
  *

@@ -34,13 +34,6 @@ base_lib_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # base_queue B: the patch queue of base B, relative to the repository
 base_queue() {
-    # Until the 10.0 queue moves from patches/ to patches/10.0/ (the tracer
-    # branch of issue 17 moves it), it is found where it is.  Remove this
-    # "if" when patches/10.0/series exists.
-    if [ "$1" = 10.0 ] && [ ! -f "$base_lib_top/patches/10.0/series" ]; then
-        echo patches
-        return
-    fi
     echo "patches/$1"
 }
 

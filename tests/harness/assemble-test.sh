@@ -48,7 +48,8 @@ fi
 grep -q "QEMU 9.2.0; this series is for QEMU 10.0.x" "$tmp/out" ||
     fail "wrong refusal: $(cat "$tmp/out")"
 
-# A series of one patch, and an overlay file
+# A series of one patch, and an overlay file, in the queue of the default
+# base, patches/10.0/; its series names the overlay file the commit adds
 cat > "$repo/patches/10.0/0001-b.patch" <<'EOF'
 Subject: [PATCH] change b
 
@@ -61,7 +62,7 @@ Subject: [PATCH] change b
 +long b;
  int c;
 EOF
-echo 0001-b.patch > "$repo/patches/10.0/series"
+printf '# a comment\n0001-b.patch migration/bitmap-trace.c\n' > "$repo/patches/10.0/series"
 echo 'int trace;' > "$repo/qemu/migration/bitmap-trace.c"
 
 bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
@@ -116,7 +117,7 @@ export BUILD=$tmp/build-10.2
 QEMU_SRC=$tmp/q102 QEMU_BASE=10.2 bash "$repo/scripts/fetch-qemu.sh" \
     > "$tmp/out" 2>&1 || fail "QEMU_BASE=10.2 fetch: $(cat "$tmp/out")"
 sed 's/long b/short b/' "$repo/patches/10.0/0001-b.patch" > "$repo/patches/10.2/0001-b.patch"
-echo 0001-b.patch > "$repo/patches/10.2/series"
+echo 0001-b.patch migration/bitmap-trace.c > "$repo/patches/10.2/series"
 QEMU_BASE=10.2 bash "$repo/scripts/assemble.sh" full > "$tmp/out" 2>&1 ||
     fail "QEMU_BASE=10.2 assembly: $(cat "$tmp/out")"
 grep -q 'short b' "$BUILD/qemu/migration/ram.c" || fail "patches/10.2 not applied"
