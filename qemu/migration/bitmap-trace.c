@@ -36,6 +36,7 @@
 #include "system/dirtylimit.h"
 #include "system/kvm.h"
 #include "system/qtest.h"
+#include "system/replay.h"
 #include "system/runstate.h"
 #include "system/tcg.h"
 #include "bitmap-trace.h"
@@ -768,9 +769,21 @@ void bitmap_trace_shutdown(void)
     }
     qatomic_set(&bt->stop_requested, true);
     qemu_sem_post(&bt->wakeup);
-    /* the thread needs the BQL for its last sync */
+    /*
+     * The thread needs the BQL for its last sync, and the vCPUs it parks
+     * for it need the replay lock, which the main thread holds here under
+     * record/replay (qemu_default_main()): drop both while it ends, as
+     * pause_all_vcpus() does, and take them again in their order, the
+     * replay lock first.
+     */
     bql_unlock();
+    if (replay_mode != REPLAY_MODE_NONE) {
+        replay_mutex_unlock();
+    }
     qemu_thread_join(&bt->thread);
+    if (replay_mode != REPLAY_MODE_NONE) {
+        replay_mutex_lock();
+    }
     bql_lock();
     bt->thread_created = false;
     /* the main loop is done: publish the end here */
