@@ -441,6 +441,86 @@ static char *fault_soak(GuestAccel accel)
     return NULL;
 }
 
+/*
+ * 4. QEMU exits under record/replay.  The main thread takes the replay
+ * lock before the BQL and holds both in qemu_cleanup(), so at exit the
+ * trace thread's last round, which parks the vCPU, waits for a vCPU that
+ * waits for the replay lock.  A trace of 20 ms rounds runs on a guest
+ * recorded with -icount rr=record; then QEMU is made to exit by quit, by
+ * the guest (a reset under -no-reboot is a shutdown) and by SIGTERM, each
+ * on a VM of its own: QEMU must exit within QUIT_TIMEOUT_MS, and the log
+ * end as cancelled.  Record/replay is TCG only.
+ */
+typedef enum ReplayExit {
+    REPLAY_EXIT_QUIT,
+    REPLAY_EXIT_GUEST,
+    REPLAY_EXIT_SIGTERM,
+    REPLAY_EXITS,
+} ReplayExit;
+
+static const char *const replay_exit_names[REPLAY_EXITS] = {
+    [REPLAY_EXIT_QUIT] = "quit",
+    [REPLAY_EXIT_GUEST] = "a guest shutdown",
+    [REPLAY_EXIT_SIGTERM] = "SIGTERM",
+};
+
+static char *replay_exit(GuestAccel accel, ReplayExit how)
+{
+    GuestVM vm = { .dir = fault_dir_new() };
+    g_autofree char *extra = g_strdup_printf(
+        "-icount shift=auto,rr=record,rrfile=%s/replay.bin%s", vm.dir,
+        how == REPLAY_EXIT_GUEST ? " -no-reboot" : "");
+    char *skip = guest_boot_args(&vm, accel, &one_block, 1, extra);
+    g_autoptr(BTLog) log = NULL;
+    uint32_t passes;
+    int64_t exit_ms;
+
+    if (skip) {
+        guest_cleanup(&vm);
+        return skip;
+    }
+    bt_start(vm.qts, vm.log_path, NULL, ITERATIONS_UNTIL_CANCELLED, 20);
+    passes = guest_passes(vm.qts, &one_block, 0);
+    bt_await_completed(vm.qts, 3);
+    /* the guest runs during the trace */
+    guest_await_pass(vm.qts, &one_block, passes);
+
+    switch (how) {
+    case REPLAY_EXIT_QUIT:
+        qtest_qmp_send(vm.qts, "{'execute': 'quit'}");
+        break;
+    case REPLAY_EXIT_GUEST:
+        qtest_writel(vm.qts, one_block.hot[0] + SYM_REBOOT_REQ_OFF,
+                     SYM_REBOOT_CF9);
+        break;
+    case REPLAY_EXIT_SIGTERM:
+        g_assert_cmpint(kill(qtest_pid(vm.qts), SIGTERM), ==, 0);
+        break;
+    default:
+        g_assert_not_reached();
+    }
+    exit_ms = bt_qemu_await_exit(vm.qts, NULL, 0, QUIT_TIMEOUT_MS);
+    log = bt_log_parse(vm.log_path, true);
+    log_check_cancelled(log);
+    bt_msg("%s under rr=record: exit by %s: QEMU exited in %" PRId64 " ms, "
+           "log of %u iterations", accel_name(accel), replay_exit_names[how],
+           exit_ms, log->iters->len - 1);
+    guest_cleanup(&vm);
+    return NULL;
+}
+
+static char *fault_replay_exit(GuestAccel accel)
+{
+    for (int how = 0; how < REPLAY_EXITS; how++) {
+        char *skip = replay_exit(accel, how);
+
+        if (skip) {
+            return skip;
+        }
+    }
+    return NULL;
+}
+
 void bt_add_guest_fault_tests(void)
 {
     for (size_t i = 0; i < 2; i++) {
@@ -454,6 +534,10 @@ void bt_add_guest_fault_tests(void)
     /* 100 s: once, under TCG, which every host has */
     guest_add_fault_case("/bitmap-trace/guest-faults/soak", GUEST_ACCEL_TCG,
                          fault_soak, false, SOAK_TIMEOUT_S);
+    /* record/replay is TCG only */
+    guest_add_fault_case("/bitmap-trace/guest-faults/replay-exit",
+                         GUEST_ACCEL_TCG, fault_replay_exit, false,
+                         FAULT_CASE_TIMEOUT_S);
 }
 
 #else

@@ -519,7 +519,7 @@ static void guest_dir_remove(const char *dir)
 {
     static const char *const files[] = {
         "guest.img", "serial", "trace.log", "skip",
-        "events", "events.log", "log.fifo",
+        "events", "events.log", "log.fifo", "replay.bin",
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
