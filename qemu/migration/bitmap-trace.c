@@ -247,23 +247,35 @@ static void bitmap_trace_unqueue(BitmapTrace *bt, BitmapTraceQueue *queue,
  * The baseline's zero scan: bitmap_trace_scan_zero() of every page the
  * baseline took, a slice at a time, taking the rounds that fall due from
  * @deadline on in between into @queue.  It does not read @dirty, which
- * those rounds overwrite, and leaves it as the baseline had it.  Runs in
- * the trace thread without the BQL, which the rounds take.
+ * those rounds overwrite, and leaves it as the baseline had it.  A stop
+ * (state=false, QEMU exiting) ends it at the next slice, so that it does
+ * not wait for the rest of the guest's RAM to be read: the pages not
+ * scanned yet are logged as not zero (@zero is all clear from the start).
+ * Runs in the trace thread without the BQL, which the rounds take.
  */
 static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
                                        BitmapTraceQueue *queue)
 {
+    uint64_t scanned = 0, pages = 0;
     int64_t scan_ns = 0;
+    bool cut = false;
 
     for (unsigned i = 0; i < bt->nblocks; i++) {
         BitmapTraceBlock *b = &bt->blocks[i];
         unsigned long nwords = BITS_TO_LONGS(b->max_pages);
 
-        for (unsigned long k0 = 0; k0 < nwords;
+        pages += b->used_pages;
+        for (unsigned long k0 = 0; !cut && k0 < nwords;
              k0 += BITMAP_TRACE_SCAN_WORDS) {
             unsigned long k1 = MIN(k0 + BITMAP_TRACE_SCAN_WORDS, nwords);
             int64_t t_slice;
 
+            if (qatomic_read(&bt->stop_requested)) {
+                cut = true;
+                break;
+            }
+            scanned += MIN((uint64_t)k1 * BITS_PER_LONG, b->used_pages) -
+                       MIN((uint64_t)k0 * BITS_PER_LONG, b->used_pages);
             bitmap_trace_queue_round(bt, deadline, queue);
             t_slice = bitmap_trace_now_ns();
             bitmap_trace_scan_slice(b, k0, k1);
@@ -271,6 +283,9 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
         }
     }
     bt->baseline.zero_us = scan_ns / SCALE_US;
+    if (cut) {
+        trace_bitmap_trace_baseline_cut(scanned, pages);
+    }
 
     /* the baseline's pages: every page, as the QMP handler set them */
     if (queue->rounds->len) {
