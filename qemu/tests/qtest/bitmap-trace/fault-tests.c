@@ -1,11 +1,12 @@
 /*
- * QTest for bitmap-trace: faults writing the log
+ * QTest for bitmap-trace: faults writing the log, a stop in the baseline
  *
  * A log that cannot be written (a full disk, a file over its size limit,
  * /dev/full; the sinks' own faults are in sink-tests.c) ends the trace as
  * failed, with an error that names the log
  * and the cause; what is left of the log is a valid log; QEMU and the
- * guest run on, and a later trace works.
+ * guest run on, and a later trace works.  A stop (state=false, quit)
+ * while the baseline is scanned ends the trace promptly with a valid log.
  *
  * Copyright (c) 2026 The bitmap-trace authors
  *
@@ -283,9 +284,88 @@ static void test_write_error(const void *fmt)
     unlink(path);
 }
 
+/*
+ * A stop while the baseline's zero scan runs: the scan reads every page
+ * of the guest, which here is 4 GiB of memfd RAM that nothing populated
+ * yet, so that each page it reads is faulted in (seconds).  state=false
+ * or quit 0.2 s after the start must not wait for the rest of the scan:
+ * BITMAP_TRACE_COMPLETED (cancelled), or QEMU's exit, must come within
+ * STOP_TIMEOUT_MS, and the log must be a valid one, whose iteration 0
+ * lists every page and, as zero, only the pages scanned before the stop
+ * (every page of this RAM is zero, so fewer than all).
+ */
+#define STOP_RAM_PAGES          ((4ULL << 30) / PAGE)
+#define STOP_RAM_ARGS           "-M none,memory-backend=bt-mem -m 4G " \
+                                "-object memory-backend-memfd,id=bt-mem," \
+                                "size=4G"
+#define STOP_AFTER_MS           200
+#define STOP_TIMEOUT_MS         2000
+
+static void test_stop_in_baseline(const void *how)
+{
+    bool quit = !strcmp(how, "quit");
+    g_autofree char *path = bt_tmp_path("stop-in-baseline");
+    QTestState *qts = qtest_init(STOP_RAM_ARGS);
+    g_autoptr(BTLog) log = NULL;
+    const BTLogIter *base;
+    int64_t t0, ms;
+
+    bt_start(qts, path, NULL, 100000, 10);
+    /* the stop is to land in the scan, which takes seconds before a stop */
+    g_usleep(STOP_AFTER_MS * 1000);
+    t0 = g_get_monotonic_time();
+    if (quit) {
+        qtest_qmp_send(qts, "{'execute': 'quit'}");
+        ms = bt_qemu_await_exit(qts, NULL, 0, STOP_TIMEOUT_MS);
+    } else {
+        g_autoptr(QDict) ev = NULL;
+
+        qtest_qmp_assert_success(qts, "{'execute': 'bitmap-trace', "
+                                 "'arguments': {'state': false}}");
+        /* the status and the event change together, in the main loop */
+        for (;;) {
+            g_autoptr(QDict) info = bt_query(qts);
+
+            ms = (g_get_monotonic_time() - t0) / 1000;
+            if (strcmp(qdict_get_str(info, "status"), "active")) {
+                break;
+            }
+            if (ms > STOP_TIMEOUT_MS) {
+                bt_msg("state=false during the baseline's zero scan: the "
+                       "trace still active after %d ms", STOP_TIMEOUT_MS);
+                bt_qemu_wedged(qts);
+            }
+            g_usleep(5000);
+        }
+        ev = qtest_qmp_eventwait_ref(qts, "BITMAP_TRACE_COMPLETED");
+        g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"),
+                                      "status"), ==, "cancelled");
+    }
+
+    log = bt_log_parse(path, true);
+    g_assert_true(log->has_end);
+    g_assert_cmpstr(log->end_status, ==, "cancelled");
+    g_assert_cmpint(log->end_iterations, ==, (int64_t)log->iters->len - 1);
+    base = g_ptr_array_index(log->iters, 0);
+    g_assert_cmpuint(base->dirty, ==, STOP_RAM_PAGES);
+    /* the stop landed in the scan: not every (zero) page was scanned */
+    g_assert_cmpuint(base->zero, <, base->dirty);
+    bt_msg("%s %d ms into the baseline: %s in %" PRId64 " ms; %" PRIu64
+           " of %" PRIu64 " pages scanned as zero in %" PRId64 " ms",
+           quit ? "quit" : "state=false", STOP_AFTER_MS,
+           quit ? "QEMU exited" : "BITMAP_TRACE_COMPLETED", ms, base->zero,
+           base->dirty, base->zero_us / 1000);
+    qtest_quit(qts);
+    unlink(path);
+}
+
 void bt_add_fault_tests(void)
 {
     bt_add_formats("/bitmap-trace/faults/write-error", test_write_error);
     bt_add_formats("/bitmap-trace/faults/disk-full", test_disk_full);
     bt_add_formats("/bitmap-trace/faults/file-too-big", test_file_too_big);
+    qtest_add_data_func("/bitmap-trace/faults/stop-in-baseline/state-false",
+                        "state-false", test_stop_in_baseline);
+    qtest_add_data_func("/bitmap-trace/faults/stop-in-baseline/quit",
+                        "quit", test_stop_in_baseline);
 }
