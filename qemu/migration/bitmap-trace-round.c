@@ -92,11 +92,6 @@ static BitmapTraceBlock *bitmap_trace_add_block(BitmapTrace *bt,
     b->mapped = bitmap_new(b->max_pages);
     b->zero = bitmap_new(b->max_pages);
     b->scratch = bitmap_new(b->max_pages);
-    if (rb->mr && memory_region_has_ram_discard_manager(rb->mr)) {
-        /* filled in by the sync that finds it */
-        b->plugged = bitmap_new(b->max_pages);
-        b->plug_query = bitmap_new(b->max_pages);
-    }
     b->segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
     b->logged_segs = g_array_new(false, false, sizeof(BitmapTraceSegment));
     return b;
@@ -116,15 +111,18 @@ void bitmap_trace_init_blocks(BitmapTrace *bt)
 }
 
 /*
- * Is the traced block @b still there?  A RAMBlock freed during the trace
- * (memory unplug) may have its memory reused by one added later, so its
- * address is not enough.  Called with the RCU read lock.
+ * Is the traced block @b still there, and one migration would send?  A
+ * RAMBlock freed during the trace (memory unplug) may have its memory
+ * reused by one added later, so its address is not enough; and one that
+ * migration no longer sends (a virtio-mem device unplugged: its memdev
+ * stays, no longer migratable) has left the trace too.  Called with the
+ * RCU read lock.
  */
 static bool bitmap_trace_block_present(BitmapTraceBlock *b)
 {
     RAMBlock *rb;
 
-    RAMBLOCK_FOREACH(rb) {
+    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
         if (rb == b->rb) {
             return rb->offset == b->offset &&
                    rb->max_length >> TARGET_PAGE_BITS == b->max_pages &&
@@ -200,6 +198,7 @@ static void bitmap_trace_query_plugged(BitmapTraceBlock *b,
                                        uint64_t n)
 {
     MemoryRegion *mr = b->rb->mr;
+    RamDiscardManager *rdm = memory_region_get_ram_discard_manager(mr);
     MemoryRegionSection s = {
         .mr = mr,
         .offset_within_region = first << TARGET_PAGE_BITS,
@@ -207,11 +206,34 @@ static void bitmap_trace_query_plugged(BitmapTraceBlock *b,
     };
 
     bitmap_clear(bits, first, n);
-    if (n) {
-        ram_discard_manager_replay_populated(
-            memory_region_get_ram_discard_manager(mr), &s,
-            bitmap_trace_plugged_range, bits);
+    /* a manager gone since the sync (device unplug): read nothing */
+    if (n && rdm) {
+        ram_discard_manager_replay_populated(rdm, &s,
+                                             bitmap_trace_plugged_range, bits);
     }
+}
+
+/*
+ * Does @b have a RamDiscardManager?  A virtio-mem device sets it on its
+ * memdev's region when it is realized, after the memdev's RAM block was
+ * created, and clears it when it is unrealized: so each sync asks.  While
+ * it has one, @plugged exists.  Called with the BQL held, while @b is
+ * present.
+ */
+static bool bitmap_trace_has_manager(BitmapTraceBlock *b)
+{
+    bool rdm = b->rb->mr && memory_region_has_ram_discard_manager(b->rb->mr);
+
+    if (rdm && !b->plugged) {
+        /* nothing plugged yet: what the manager has plugged is new */
+        b->plugged = bitmap_new(b->max_pages);
+        b->plug_query = bitmap_new(b->max_pages);
+    } else if (!rdm && b->plugged) {
+        /* all of it is memory again, and listed when written */
+        g_clear_pointer(&b->plugged, g_free);
+        g_clear_pointer(&b->plug_query, g_free);
+    }
+    return rdm;
 }
 
 /*
@@ -677,7 +699,7 @@ bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop, bool if_unchanged,
                 b->used_pages = MIN(b->rb->used_length >> TARGET_PAGE_BITS,
                                     b->max_pages);
                 bitmap_trace_harvest_block(b);
-                if (b->plugged) {
+                if (bitmap_trace_has_manager(b)) {
                     bitmap_trace_sync_plugged(b, !b->arrived);
                 }
             }
