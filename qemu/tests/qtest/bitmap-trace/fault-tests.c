@@ -382,6 +382,75 @@ static void test_virtio_mem_unplugged(const void *fmt)
     qtest_quit(qts);
 }
 
+/*
+ * The same for a virtio-mem device plugged into a running trace: its RAM
+ * block is found added with none of its memory plugged, so none of it is
+ * read (its zero pages: none) or listed, even after a write to it.
+ */
+static void test_virtio_mem_hotplug(const void *fmt)
+{
+    g_autofree char *path = bt_tmp_path("virtio-mem-hotplug");
+    uint64_t first, last;
+    int64_t shmem0, shmem1, n;
+    QTestState *qts;
+    BTLog *log;
+    const BTLogBlock *added = NULL;
+
+    if (!qtest_has_device("virtio-mem-pci")) {
+        g_test_skip("no virtio-mem-pci in this QEMU");
+        return;
+    }
+    qts = qtest_init("-M q35 -m 256M,maxmem=4G "
+                     "-device pcie-root-port,id=rp0,bus=pcie.0,chassis=1");
+    bt_start(qts, path, fmt, 100000, 20);
+    bt_await_baseline(qts);
+    shmem0 = bt_qemu_status_kib(qtest_pid(qts), "RssShmem");
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-memfd',"
+                             " 'id': 'vmem1', 'size': %d}}", 256 << 20);
+    qtest_qmp_device_add(qts, "virtio-mem-pci", "vm1",
+                         "{'memdev': 'vmem1', 'bus': 'rp0',"
+                         " 'requested-size': 0}");
+    first = vmem_addr(qts) / PAGE;
+    last = first + 256 * (1024 * 1024 / PAGE) - 1;
+
+    /* two rounds: the first finds the block, the second reads its pages */
+    n = bt_completed(qts);
+    bt_await_completed(qts, n + 2);
+    qtest_writeb(qts, first * PAGE + 7 * PAGE, 0x5a);
+    bt_await_completed(qts, n + 4);
+    shmem1 = bt_qemu_status_kib(qtest_pid(qts), "RssShmem");
+    bt_msg("RssShmem %" PRId64 " KiB before the device, %" PRId64
+           " KiB after", shmem0, shmem1);
+    g_assert_cmpint(shmem1 - shmem0, <, 16 * 1024);
+    qobject_unref(bt_stop(qts));
+
+    log = bt_log_parse(path, true);
+    for (guint i = 0; i < log->blocks->len; i++) {
+        BTLogBlock *b = g_ptr_array_index(log->blocks, i);
+
+        if (g_str_has_suffix(b->name, "vmem1")) {
+            added = b;
+        }
+    }
+    g_assert_nonnull(added);
+    g_assert_cmpint(added->added, >, 0);
+    g_assert_cmpuint(added->pages, ==, last - first + 1);
+    g_assert_cmpuint(added->zero, ==, 0);
+    for (guint i = 0; i < log->iters->len; i++) {
+        BTLogIter *it = g_ptr_array_index(log->iters, i);
+
+        for (guint j = 0; j < it->pfns->len; j++) {
+            uint64_t pfn = g_array_index(it->pfns, uint64_t, j);
+
+            g_assert_false(pfn >= first && pfn <= last);
+        }
+    }
+    bt_log_free(log);
+    unlink(path);
+    qtest_quit(qts);
+}
+
 void bt_add_fault_tests(void)
 {
     bt_add_formats("/bitmap-trace/faults/write-error", test_write_error);
@@ -389,4 +458,6 @@ void bt_add_fault_tests(void)
     bt_add_formats("/bitmap-trace/faults/file-too-big", test_file_too_big);
     bt_add_formats("/bitmap-trace/faults/virtio-mem-unplugged",
                    test_virtio_mem_unplugged);
+    bt_add_formats("/bitmap-trace/faults/virtio-mem-hotplug",
+                   test_virtio_mem_hotplug);
 }
