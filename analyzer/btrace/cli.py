@@ -6,7 +6,8 @@ the text format v1 or v2 or the binary format v3
 (docs/devel/migration/bitmap-trace.rst), and prints:
 
   - the trace: QEMU version, accelerator, period, status, the traced RAM blocks;
-  - per window (iterations 1..N; iteration 0 is the baseline, all RAM): dirty
+  - per window (iterations 1..N; iteration 0 is the baseline, all RAM
+    but memory a virtio-mem device has not plugged): dirty
     pages, min/mean/max, the dirty rate, distinct pages dirtied over the whole
     trace, and pages that were dirtied while not mapped in the guest;
   - the working-set curve: the mean number of distinct pages dirtied in any

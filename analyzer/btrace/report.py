@@ -74,7 +74,10 @@ def print_report(path, log, res, windows_shown, show_rounds=False):
         if b.get('removed') is not None:
             w(f'  RAM block {b["name"]} removed at iteration {b["removed"]}')
     if res['baseline_pages'] is not None:
-        w(f'  baseline (iteration 0): {res["baseline_pages"]} pages, all of the traced RAM'
+        w(f'  baseline (iteration 0): {res["baseline_pages"]} pages, '
+          + ('all of the traced RAM' if res['baseline_pages'] == res['ram_pages'] else
+             f'of the {res["ram_pages"]} of the traced RAM (the rest is memory a '
+             'virtio-mem device had not plugged)')
           + (f'; {res["baseline_zero_pages"]} of them zero' if 'baseline_zero_pages' in res else ''))
     for warning in res.get('warnings', []):
         w(f'  warning: {warning}')

@@ -505,8 +505,14 @@ class Simulation:
         self.dl_ms = p.downtime_limit_s * 1000
 
         # State
-        self.pending = np.ones(n, dtype=bool)       # rb->bmap: all ones (ram_init_bitmaps)
-        self.npending = n
+        # rb->bmap: all ones (ram_init_bitmaps), but for what a virtio-mem
+        # device has not plugged (ramblock_dirty_bitmap_clear_discarded_pages),
+        # which the baseline does not list
+        self.pending = np.ones(n, dtype=bool)
+        if tr.log.iters and tr.log.iters[0].total < n:
+            self.pending[:] = False
+            self.pending[tr.space.pages(tr.log.iters[0])] = True
+        self.npending = int(self.pending.sum())
         # normal pages the destination has received: the first one into a
         # page faults the destination's RAM in (ram_load_precopy reads the
         # page straight into the host page, qemu_get_buffer); later ones do not

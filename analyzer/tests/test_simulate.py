@@ -42,6 +42,20 @@ class WireBytes(unittest.TestCase):
         self.assertAlmostEqual(r['downtime_s'], (8 + 1000) / L, places=12)
         self.assertAlmostEqual(r['total_s'], bulk / L + (8 + 1000) / L, places=12)
 
+    def test_bulk_round_skips_unplugged(self):
+        # The same block, of which a virtio-mem device has plugged only
+        # pages 0-15: the baseline lists those, and migration clears the
+        # rest from rb->bmap at setup (ramblock_dirty_bitmap_clear_discarded_
+        # pages), so the bulk round sends 16 pages, not 64.
+        text = one_block(64, empty_windows(10, 100)).replace(
+            'dirty=64 ', 'dirty=16 ').replace('pfns 0-3f\n', 'pfns 0-f\n')
+        _, _, tr = build(text)
+        r = run(tr, max_bandwidth=0, device_state_bytes=1000)
+        bulk = 16 * NORMAL + 4 + ITER
+        self.assertTrue(r['converges'])
+        self.assertEqual(r['normal_pages'], 16)
+        self.assertEqual(r['sent_bytes'], setup_bytes(['ram']) + bulk + 8 + 1000)
+
     def test_setup_and_per_page_time(self):
         # The same with 1 us of the migration thread's time per page and a
         # setup of 10 ms, which query-migrate's total-time counts.

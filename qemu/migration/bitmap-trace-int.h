@@ -56,6 +56,13 @@ typedef struct BitmapTraceBlock {
     unsigned long *mapped;      /* has a GPA, at the last harvest */
     unsigned long *zero;        /* of @dirty, all zero bytes when scanned */
     unsigned long *scratch;
+    /*
+     * Of a block with a RamDiscardManager (virtio-mem), the pages it had
+     * populated (plugged) at the last sync, and scratch for a query of
+     * them; NULL for any other block, all of whose pages are memory
+     */
+    unsigned long *plugged;
+    unsigned long *plug_query;
     GArray *segs;               /* BitmapTraceSegment, in GPA order */
     BitmapTraceCounts counts;   /* of @dirty, by bitmap_trace_count() */
     /* binary log: the map and used pages its reader knows of */
@@ -136,7 +143,8 @@ bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop, bool if_unchanged,
                        BitmapTraceRound *r);
 void bitmap_trace_scan_zero(BitmapTrace *bt, BitmapTraceRound *r);
 void bitmap_trace_scan_slice(BitmapTraceBlock *b, unsigned long k0,
-                             unsigned long k1);
+                             unsigned long k1, bool all);
+void bitmap_trace_set_baseline(BitmapTraceBlock *b);
 void bitmap_trace_count(BitmapTrace *bt, int64_t n, BitmapTraceCounts *total);
 void bitmap_trace_block_counts(BitmapTraceBlock *b, bool measured);
 

@@ -40,6 +40,12 @@
  */
 #define BITMAP_TRACE_REARM_WORDS        256
 
+/*
+ * A zero scan of a block with a RamDiscardManager holds the BQL for this
+ * many words of its bitmap at a time: 2048 pages, 8 MiB of 4 KiB pages
+ */
+#define BITMAP_TRACE_PLUG_SCAN_WORDS    32
+
 /* Called with the BQL held, when no trace thread runs */
 void bitmap_trace_free_blocks(BitmapTrace *bt)
 {
@@ -52,6 +58,8 @@ void bitmap_trace_free_blocks(BitmapTrace *bt)
         g_free(b->mapped);
         g_free(b->zero);
         g_free(b->scratch);
+        g_free(b->plugged);
+        g_free(b->plug_query);
         g_array_free(b->segs, true);
         g_array_free(b->logged_segs, true);
     }
@@ -103,15 +111,18 @@ void bitmap_trace_init_blocks(BitmapTrace *bt)
 }
 
 /*
- * Is the traced block @b still there?  A RAMBlock freed during the trace
- * (memory unplug) may have its memory reused by one added later, so its
- * address is not enough.  Called with the RCU read lock.
+ * Is the traced block @b still there, and one migration would send?  A
+ * RAMBlock freed during the trace (memory unplug) may have its memory
+ * reused by one added later, so its address is not enough; and one that
+ * migration no longer sends (a virtio-mem device unplugged: its memdev
+ * stays, no longer migratable) has left the trace too.  Called with the
+ * RCU read lock.
  */
 static bool bitmap_trace_block_present(BitmapTraceBlock *b)
 {
     RAMBlock *rb;
 
-    RAMBLOCK_FOREACH(rb) {
+    RAMBLOCK_FOREACH_NOT_IGNORED(rb) {
         if (rb == b->rb) {
             return rb->offset == b->offset &&
                    rb->max_length >> TARGET_PAGE_BITS == b->max_pages &&
@@ -148,6 +159,117 @@ static void bitmap_trace_rearm(BitmapTraceBlock *b, unsigned long first,
 
     memory_region_clear_dirty_bitmap(b->rb->mr, start, length);
     physical_memory_dirty_bits_cleared(b->offset + start, length);
+}
+
+/*
+ * Discarded memory
+ *
+ * A RAM block whose memory region has a RamDiscardManager (the memdev of a
+ * virtio-mem device) is memory only where the manager says it is
+ * populated: the rest is unplugged, discarded on the host, and holds no
+ * guest data.  Migration neither sends nor reads it
+ * (ramblock_dirty_bitmap_clear_discarded_pages()): reading it would
+ * allocate host memory for it again (memfd, shmem), or raise SIGBUS and
+ * kill the VM (hugetlbfs with no free huge page).  Nor does the tracer:
+ * each sync asks the manager which pages are plugged, keeps them in
+ * @plugged and drops every other page from the round; the zero scan asks
+ * again under the BQL, which every plug and unplug holds, just before it
+ * reads a page.  The manager answers in O(plugged ranges), so a round
+ * costs no more than it did.
+ */
+
+static int bitmap_trace_plugged_range(MemoryRegionSection *s, void *opaque)
+{
+    unsigned long *bits = opaque;
+
+    bitmap_set(bits, s->offset_within_region >> TARGET_PAGE_BITS,
+               int128_get64(s->size) >> TARGET_PAGE_BITS);
+    return 0;
+}
+
+/*
+ * Set in @bits pages [@first, @first + @n) of @b that are plugged now, and
+ * clear the others of them.  @b has a RamDiscardManager.  Called with the
+ * BQL held (which plug and unplug hold) and the RCU read lock, while @b is
+ * present.
+ */
+static void bitmap_trace_query_plugged(BitmapTraceBlock *b,
+                                       unsigned long *bits, uint64_t first,
+                                       uint64_t n)
+{
+    MemoryRegion *mr = b->rb->mr;
+    RamDiscardManager *rdm = memory_region_get_ram_discard_manager(mr);
+    MemoryRegionSection s = {
+        .mr = mr,
+        .offset_within_region = first << TARGET_PAGE_BITS,
+        .size = int128_make64(n << TARGET_PAGE_BITS),
+    };
+
+    bitmap_clear(bits, first, n);
+    /* a manager gone since the sync (device unplug): read nothing */
+    if (n && rdm) {
+        ram_discard_manager_replay_populated(rdm, &s,
+                                             bitmap_trace_plugged_range, bits);
+    }
+}
+
+/*
+ * Does @b have a RamDiscardManager?  A virtio-mem device sets it on its
+ * memdev's region when it is realized, after the memdev's RAM block was
+ * created, and clears it when it is unrealized: so each sync asks.  While
+ * it has one, @plugged exists.  Called with the BQL held, while @b is
+ * present.
+ */
+static bool bitmap_trace_has_manager(BitmapTraceBlock *b)
+{
+    bool rdm = b->rb->mr && memory_region_has_ram_discard_manager(b->rb->mr);
+
+    if (rdm && !b->plugged) {
+        /* nothing plugged yet: what the manager has plugged is new */
+        b->plugged = bitmap_new(b->max_pages);
+        b->plug_query = bitmap_new(b->max_pages);
+    } else if (!rdm && b->plugged) {
+        /* all of it is memory again, and listed when written */
+        g_clear_pointer(&b->plugged, g_free);
+        g_clear_pointer(&b->plug_query, g_free);
+    }
+    return rdm;
+}
+
+/*
+ * After the harvest of @b, with a RamDiscardManager: what it has plugged
+ * now goes to @plugged, and @dirty keeps only those pages.  A page plugged
+ * since the last sync is new memory, which a migration from now on would
+ * send: unless @b's pages are its baseline anyway, it is listed as
+ * dirtied in this round.  A page unplugged since leaves the trace.
+ * Called with the BQL held and the RCU read lock.
+ */
+static void bitmap_trace_sync_plugged(BitmapTraceBlock *b, bool fresh)
+{
+    unsigned long nwords = BITS_TO_LONGS(b->max_pages);
+
+    bitmap_zero(b->plug_query, b->max_pages);
+    bitmap_trace_query_plugged(b, b->plug_query, 0, b->used_pages);
+    for (unsigned long k = 0; k < nwords; k++) {
+        unsigned long now = b->plug_query[k];
+        unsigned long added = fresh ? now & ~b->plugged[k] : 0;
+
+        b->dirty[k] = (b->dirty[k] | added) & now;
+        b->plugged[k] = now;
+    }
+}
+
+/*
+ * Set @b's pages of a baseline: every page it has, but for those a
+ * RamDiscardManager has not plugged.  Called after the sync that found
+ * them, from the thread that took it.
+ */
+void bitmap_trace_set_baseline(BitmapTraceBlock *b)
+{
+    bitmap_set(b->dirty, 0, b->used_pages);
+    if (b->plugged) {
+        bitmap_and(b->dirty, b->dirty, b->plugged, b->max_pages);
+    }
 }
 
 /*
@@ -577,10 +699,13 @@ bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop, bool if_unchanged,
                 b->used_pages = MIN(b->rb->used_length >> TARGET_PAGE_BITS,
                                     b->max_pages);
                 bitmap_trace_harvest_block(b);
+                if (bitmap_trace_has_manager(b)) {
+                    bitmap_trace_sync_plugged(b, !b->arrived);
+                }
             }
             if (b->arrived) {
                 /* its baseline: every page, as in iteration 0 */
-                bitmap_set(b->dirty, 0, b->used_pages);
+                bitmap_trace_set_baseline(b);
                 b->pages = b->used_pages;
             }
         }
@@ -640,17 +765,21 @@ static uint64_t bitmap_trace_readable_pages(BitmapTraceBlock *b)
 
 /*
  * Write words [@k0, @k1) of @b->zero: which of the pages of @b->dirty (of
- * every page if @all) among its first @pages hold only zero bytes.  Called
- * with the RCU read lock.
+ * every page if @all) among its first @pages, and in @plugged if not NULL,
+ * hold only zero bytes.  Called with the RCU read lock.
  */
 static void bitmap_trace_scan_words(BitmapTraceBlock *b, uint64_t pages,
                                     unsigned long k0, unsigned long k1,
-                                    bool all)
+                                    bool all, const unsigned long *plugged)
 {
     for (unsigned long k = k0; k < k1; k++) {
         unsigned long d = k >= BITS_TO_LONGS(pages) ? 0 :
                           all ? ~0UL : b->dirty[k];
         unsigned long z = 0;
+
+        if (plugged) {
+            d &= plugged[k];
+        }
 
         if (k == BITS_TO_LONGS(pages) - 1 && pages % BITS_PER_LONG) {
             d &= BITMAP_LAST_WORD_MASK(pages);
@@ -677,37 +806,63 @@ static void bitmap_trace_scan_words(BitmapTraceBlock *b, uint64_t pages,
  * so a page is classified by what it holds when it is read, just after its
  * round's sync (a round queued during the baseline's scan: when it is
  * logged).  The RCU read lock keeps a block's memory mapped while it
- * is read; a block unplugged since the sync is not read.  How long it took
- * goes to the round's @r.
+ * is read; a block unplugged since the sync is not read, nor a page a
+ * virtio-mem device has not plugged.  How long it took goes to the
+ * round's @r.
  */
 void bitmap_trace_scan_zero(BitmapTrace *bt, BitmapTraceRound *r)
 {
     int64_t t_scan = bitmap_trace_now_ns();
 
-    WITH_RCU_READ_LOCK_GUARD() {
-        for (unsigned i = 0; i < bt->nblocks; i++) {
-            BitmapTraceBlock *b = &bt->blocks[i];
+    for (unsigned i = 0; i < bt->nblocks; i++) {
+        BitmapTraceBlock *b = &bt->blocks[i];
+        unsigned long nwords = BITS_TO_LONGS(b->max_pages);
 
+        if (!b->plugged) {
             /* one pass, that writes every word of @zero */
-            bitmap_trace_scan_words(b, bitmap_trace_readable_pages(b), 0,
-                                    BITS_TO_LONGS(b->max_pages), false);
+            bitmap_trace_scan_slice(b, 0, nwords, false);
+            continue;
+        }
+        /* the BQL is held for a slice at a time: see there */
+        for (unsigned long k0 = 0; k0 < nwords;
+             k0 += BITMAP_TRACE_PLUG_SCAN_WORDS) {
+            unsigned long k1 = MIN(k0 + BITMAP_TRACE_PLUG_SCAN_WORDS, nwords);
+
+            bitmap_trace_scan_slice(b, k0, k1, false);
         }
     }
     r->zero_us = (bitmap_trace_now_ns() - t_scan) / SCALE_US;
 }
 
 /*
- * A slice of the baseline's zero scan: words [@k0, @k1) of @b->zero, for
- * every page the block has.  Called without the BQL; takes the RCU read
- * lock.
+ * A slice of a zero scan: words [@k0, @k1) of @b->zero, for every page the
+ * block has (@all: the baseline) or for those of @b->dirty.  Of a block
+ * with a RamDiscardManager, only the pages plugged now are read: the
+ * slice holds the BQL, so that none is unplugged (discarded) while it is
+ * read.  Called without the BQL; takes the RCU read lock.
  */
 void bitmap_trace_scan_slice(BitmapTraceBlock *b, unsigned long k0,
-                             unsigned long k1)
+                             unsigned long k1, bool all)
 {
-    WITH_RCU_READ_LOCK_GUARD() {
-        bitmap_trace_scan_words(b, bitmap_trace_readable_pages(b), k0, k1,
-                                true);
+    uint64_t pages, first, end;
+
+    if (!b->plugged) {
+        WITH_RCU_READ_LOCK_GUARD() {
+            bitmap_trace_scan_words(b, bitmap_trace_readable_pages(b), k0, k1,
+                                    all, NULL);
+        }
+        return;
     }
+    /* the BQL before the RCU read lock: its holder may wait for RCU */
+    bql_lock();
+    WITH_RCU_READ_LOCK_GUARD() {
+        pages = bitmap_trace_readable_pages(b);
+        first = MIN((uint64_t)k0 * BITS_PER_LONG, pages);
+        end = MIN((uint64_t)k1 * BITS_PER_LONG, pages);
+        bitmap_trace_query_plugged(b, b->plug_query, first, end - first);
+        bitmap_trace_scan_words(b, pages, k0, k1, all, b->plug_query);
+    }
+    bql_unlock();
 }
 
 /*

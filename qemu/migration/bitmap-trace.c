@@ -278,7 +278,7 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
                        MIN((uint64_t)k0 * BITS_PER_LONG, b->used_pages);
             bitmap_trace_queue_round(bt, deadline, queue);
             t_slice = bitmap_trace_now_ns();
-            bitmap_trace_scan_slice(b, k0, k1);
+            bitmap_trace_scan_slice(b, k0, k1, true);
             scan_ns += bitmap_trace_now_ns() - t_slice;
         }
     }
@@ -287,13 +287,13 @@ static void bitmap_trace_scan_baseline(BitmapTrace *bt, int64_t *deadline,
         trace_bitmap_trace_baseline_cut(scanned, pages);
     }
 
-    /* the baseline's pages: every page, as the QMP handler set them */
+    /* the baseline's pages, as the QMP handler set them */
     if (queue->rounds->len) {
         for (unsigned i = 0; i < bt->nblocks; i++) {
             BitmapTraceBlock *b = &bt->blocks[i];
 
             bitmap_zero(b->dirty, b->max_pages);
-            bitmap_set(b->dirty, 0, b->used_pages);
+            bitmap_trace_set_baseline(b);
         }
     }
 }
@@ -681,7 +681,8 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     /*
      * The baseline: every guest write after this command returns is caught
      * by a later iteration.  Iteration 0 stands for pre-copy's bulk round
-     * and lists every page, whatever bits were pending.
+     * and lists every page, whatever bits were pending, but for those a
+     * virtio-mem device has not plugged: no memory, which migration skips.
      */
     WITH_RCU_READ_LOCK_GUARD() {
         bitmap_trace_init_blocks(bt);
@@ -691,9 +692,7 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     bt->baseline = (BitmapTraceRound) { .t_ns = bt->t0_ns };
     bitmap_trace_sync(bt, true, false, &bt->baseline);
     for (unsigned i = 0; i < bt->nblocks; i++) {
-        BitmapTraceBlock *b = &bt->blocks[i];
-
-        bitmap_set(b->dirty, 0, b->used_pages);
+        bitmap_trace_set_baseline(&bt->blocks[i]);
     }
 
     qemu_mutex_lock(&bt->lock);

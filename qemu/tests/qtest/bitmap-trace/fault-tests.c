@@ -7,6 +7,8 @@
  * and the cause; what is left of the log is a valid log; QEMU and the
  * guest run on, and a later trace works.  A stop (state=false, quit)
  * while the baseline is scanned ends the trace promptly with a valid log.
+ * Memory that a virtio-mem device has not plugged is neither read nor
+ * listed.
  *
  * Copyright (c) 2026 The bitmap-trace authors
  *
@@ -18,6 +20,7 @@
 #include <sys/statvfs.h>
 #include "libqtest.h"
 #include "qobject/qdict.h"
+#include "qobject/qlist.h"
 #include "framework.h"
 
 #ifdef CONFIG_LINUX
@@ -359,6 +362,172 @@ static void test_stop_in_baseline(const void *how)
     unlink(path);
 }
 
+/*
+ * Memory a virtio-mem device has not plugged is no memory of the guest:
+ * migration neither sends it nor reads it, and reading it would populate
+ * it on the host again (or SIGBUS on hugetlbfs).  With requested-size=0
+ * (no guest driver needed) none of the device's memory is plugged: the
+ * trace must not read it (QEMU's shared memory does not grow by its
+ * size), nor list any of it, in the baseline or any round, even after a
+ * qtest write to it (which populates a page on the host and sets its
+ * dirty bit, but plugs nothing).  A write to RAM is listed as usual.
+ */
+#define VMEM_MIB 512
+#define VMEM_ARGS "-M q35 -m 256M,maxmem=4G " \
+    "-object memory-backend-memfd,id=vmem0,size=512M " \
+    "-device virtio-mem-pci,id=vm0,memdev=vmem0,requested-size=0"
+
+static uint64_t vmem_addr(QTestState *qts)
+{
+    g_autoptr(QDict) resp = qtest_qmp(qts,
+                                      "{'execute': 'query-memory-devices'}");
+    QList *list = qdict_get_qlist(resp, "return");
+    QDict *dev, *data;
+
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    dev = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpstr(qdict_get_str(dev, "type"), ==, "virtio-mem");
+    data = qdict_get_qdict(dev, "data");
+    g_assert_cmpint(qdict_get_int(data, "size"), ==, 0);
+    return qdict_get_int(data, "memaddr");
+}
+
+static void test_virtio_mem_unplugged(const void *fmt)
+{
+    g_autofree char *path = bt_tmp_path("virtio-mem");
+    uint64_t first, last, ram_pfn = 0x2345;
+    int64_t shmem0, shmem1, n;
+    QTestState *qts;
+    BTLog *log;
+    bool found = false;
+
+    if (!qtest_has_device("virtio-mem-pci")) {
+        g_test_skip("no virtio-mem-pci in this QEMU");
+        return;
+    }
+    qts = qtest_init(VMEM_ARGS);
+    first = vmem_addr(qts) / PAGE;
+    last = first + VMEM_MIB * (1024 * 1024 / PAGE) - 1;
+    shmem0 = bt_qemu_status_kib(qtest_pid(qts), "RssShmem");
+
+    bt_start(qts, path, fmt, 100000, 20);
+    bt_await_baseline(qts);
+    shmem1 = bt_qemu_status_kib(qtest_pid(qts), "RssShmem");
+    bt_msg("RssShmem %" PRId64 " KiB before the trace, %" PRId64
+           " KiB after its baseline", shmem0, shmem1);
+    /* not the device's 512 MiB: a few MiB of slack for anything else */
+    g_assert_cmpint(shmem1 - shmem0, <, 16 * 1024);
+
+    n = bt_completed(qts);
+    qtest_writeb(qts, first * PAGE + 5 * PAGE, 0x5a);
+    qtest_writeb(qts, ram_pfn * PAGE, 0x5a);
+    bt_await_completed(qts, n + 2);
+    qobject_unref(bt_stop(qts));
+
+    log = bt_log_parse(path, true);
+    for (guint i = 0; i < log->blocks->len; i++) {
+        BTLogBlock *b = g_ptr_array_index(log->blocks, i);
+
+        if (g_str_has_suffix(b->name, "vmem0")) {
+            g_assert_cmpuint(b->pages, ==, last - first + 1);
+            found = true;
+        }
+    }
+    g_assert_true(found);
+    found = false;
+    for (guint i = 0; i < log->iters->len; i++) {
+        BTLogIter *it = g_ptr_array_index(log->iters, i);
+        uint64_t listed = 0;
+
+        for (guint j = 0; j < it->pfns->len; j++) {
+            uint64_t pfn = g_array_index(it->pfns, uint64_t, j);
+
+            listed += pfn >= first && pfn <= last;
+        }
+        if (listed) {
+            bt_msg("iteration %u lists %" PRIu64 " pages of virtio-mem "
+                   "memory that is not plugged", i, listed);
+        }
+        g_assert_cmpuint(listed, ==, 0);
+        found |= i > 0 && bt_log_iter_has_pfn(it, ram_pfn);
+    }
+    g_assert_true(found);
+    bt_log_free(log);
+    unlink(path);
+
+    bt_assert_runs_on(qts);
+    qtest_quit(qts);
+}
+
+/*
+ * The same for a virtio-mem device plugged into a running trace: its RAM
+ * block is found added with none of its memory plugged, so none of it is
+ * read (its zero pages: none) or listed, even after a write to it.
+ */
+static void test_virtio_mem_hotplug(const void *fmt)
+{
+    g_autofree char *path = bt_tmp_path("virtio-mem-hotplug");
+    uint64_t first, last;
+    int64_t shmem0, shmem1, n;
+    QTestState *qts;
+    BTLog *log;
+    const BTLogBlock *added = NULL;
+
+    if (!qtest_has_device("virtio-mem-pci")) {
+        g_test_skip("no virtio-mem-pci in this QEMU");
+        return;
+    }
+    qts = qtest_init("-M q35 -m 256M,maxmem=4G "
+                     "-device pcie-root-port,id=rp0,bus=pcie.0,chassis=1");
+    bt_start(qts, path, fmt, 100000, 20);
+    bt_await_baseline(qts);
+    shmem0 = bt_qemu_status_kib(qtest_pid(qts), "RssShmem");
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-memfd',"
+                             " 'id': 'vmem1', 'size': %d}}", 256 << 20);
+    qtest_qmp_device_add(qts, "virtio-mem-pci", "vm1",
+                         "{'memdev': 'vmem1', 'bus': 'rp0',"
+                         " 'requested-size': 0}");
+    first = vmem_addr(qts) / PAGE;
+    last = first + 256 * (1024 * 1024 / PAGE) - 1;
+
+    /* two rounds: the first finds the block, the second reads its pages */
+    n = bt_completed(qts);
+    bt_await_completed(qts, n + 2);
+    qtest_writeb(qts, first * PAGE + 7 * PAGE, 0x5a);
+    bt_await_completed(qts, n + 4);
+    shmem1 = bt_qemu_status_kib(qtest_pid(qts), "RssShmem");
+    bt_msg("RssShmem %" PRId64 " KiB before the device, %" PRId64
+           " KiB after", shmem0, shmem1);
+    g_assert_cmpint(shmem1 - shmem0, <, 16 * 1024);
+    qobject_unref(bt_stop(qts));
+
+    log = bt_log_parse(path, true);
+    for (guint i = 0; i < log->blocks->len; i++) {
+        BTLogBlock *b = g_ptr_array_index(log->blocks, i);
+
+        if (g_str_has_suffix(b->name, "vmem1")) {
+            added = b;
+        }
+    }
+    g_assert_nonnull(added);
+    g_assert_cmpint(added->added, >, 0);
+    g_assert_cmpuint(added->pages, ==, last - first + 1);
+    g_assert_cmpuint(added->zero, ==, 0);
+    for (guint i = 0; i < log->iters->len; i++) {
+        BTLogIter *it = g_ptr_array_index(log->iters, i);
+
+        for (guint j = 0; j < it->pfns->len; j++) {
+            uint64_t pfn = g_array_index(it->pfns, uint64_t, j);
+
+            g_assert_false(pfn >= first && pfn <= last);
+        }
+    }
+    bt_log_free(log);
+    unlink(path);
+    qtest_quit(qts);
+}
+
 void bt_add_fault_tests(void)
 {
     bt_add_formats("/bitmap-trace/faults/write-error", test_write_error);
@@ -368,4 +537,8 @@ void bt_add_fault_tests(void)
                         "state-false", test_stop_in_baseline);
     qtest_add_data_func("/bitmap-trace/faults/stop-in-baseline/quit",
                         "quit", test_stop_in_baseline);
+    bt_add_formats("/bitmap-trace/faults/virtio-mem-unplugged",
+                   test_virtio_mem_unplugged);
+    bt_add_formats("/bitmap-trace/faults/virtio-mem-hotplug",
+                   test_virtio_mem_hotplug);
 }

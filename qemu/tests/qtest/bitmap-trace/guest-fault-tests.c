@@ -521,6 +521,79 @@ static char *fault_replay_exit(GuestAccel accel)
     return NULL;
 }
 
+/*
+ * A guest with a virtio-mem device that has plugged nothing (no driver in
+ * the boot block; requested-size=0): the trace neither reads the device's
+ * memory (QEMU's shared memory does not grow by its size) nor lists it,
+ * while the guest's own writes are traced as usual.
+ */
+#define VMEM_GUEST_MIB          512
+
+static char *fault_virtio_mem(GuestAccel accel)
+{
+    GuestCase c = {
+        .accel = accel, .layout = &one_block, .ncpus = 1,
+        .event = GUEST_EVENT_NONE, .period_ms = 20,
+    };
+    GuestVM vm = { .dir = fault_dir_new() };
+    g_autofree char *extra = g_strdup_printf(
+        "-m 128M,maxmem=4G -object memory-backend-memfd,id=vmem0,size=%dM "
+        "-device virtio-mem-pci,id=vm0,memdev=vmem0,requested-size=0",
+        VMEM_GUEST_MIB);
+    char *skip = guest_boot_args(&vm, accel, c.layout, 1, extra);
+    g_autoptr(BTLog) log = NULL;
+    uint32_t passes;
+    uint64_t first, last;
+    int64_t shmem0, shmem1;
+    QDict *resp, *data;
+    uint64_t guest_pages = 0;
+
+    if (!skip && accel == GUEST_ACCEL_KVM_RING &&
+        dirty_ring_stalls_guest(vm.qts, c.layout)) {
+        skip = g_strdup("the host's KVM stalls the guest once the dirty "
+                        "ring is in use: a host kernel defect");
+    }
+    if (skip) {
+        guest_cleanup(&vm);
+        return skip;
+    }
+    resp = qtest_qmp(vm.qts, "{'execute': 'query-memory-devices'}");
+    data = qdict_get_qdict(qobject_to(QDict, qlist_peek(
+                               qdict_get_qlist(resp, "return"))), "data");
+    first = qdict_get_int(data, "memaddr") / PAGE;
+    last = first + VMEM_GUEST_MIB * (1024 * 1024 / PAGE) - 1;
+    qobject_unref(resp);
+
+    shmem0 = bt_qemu_status_kib(qtest_pid(vm.qts), "RssShmem");
+    bt_start(vm.qts, vm.log_path, NULL, ITERATIONS_UNTIL_CANCELLED,
+             c.period_ms);
+    bt_await_baseline(vm.qts);
+    passes = guest_passes(vm.qts, c.layout, 0);
+    g_assert_true(trace_await_full_pass(vm.qts, &c, &passes));
+    bt_await_completed(vm.qts, bt_completed(vm.qts) + 5);
+    shmem1 = bt_qemu_status_kib(qtest_pid(vm.qts), "RssShmem");
+    bt_msg("RssShmem %" PRId64 " KiB before the trace, %" PRId64
+           " KiB during it", shmem0, shmem1);
+    g_assert_cmpint(shmem1 - shmem0, <, 16 * 1024);
+    qobject_unref(bt_stop(vm.qts));
+
+    log = bt_log_parse(vm.log_path, true);
+    for (guint i = 0; i < log->iters->len; i++) {
+        BTLogIter *it = g_ptr_array_index(log->iters, i);
+
+        for (guint j = 0; j < it->pfns->len; j++) {
+            uint64_t pfn = g_array_index(it->pfns, uint64_t, j);
+
+            g_assert_false(pfn >= first && pfn <= last);
+            guest_pages += i > 0;
+        }
+    }
+    /* the guest's writes were traced */
+    g_assert_cmpuint(guest_pages, >, 0);
+    guest_cleanup(&vm);
+    return NULL;
+}
+
 void bt_add_guest_fault_tests(void)
 {
     for (size_t i = 0; i < 2; i++) {
@@ -529,6 +602,12 @@ void bt_add_guest_fault_tests(void)
                              FAULT_CASE_TIMEOUT_S);
         guest_add_fault_case("/bitmap-trace/guest-faults/cpu-hotplug",
                              guest_accels[i], fault_cpu_hotplug, true,
+                             FAULT_CASE_TIMEOUT_S);
+    }
+    /* the dirty ring's sync too: its flush drops the BQL */
+    for (size_t i = 0; i < G_N_ELEMENTS(guest_accels); i++) {
+        guest_add_fault_case("/bitmap-trace/guest-faults/virtio-mem",
+                             guest_accels[i], fault_virtio_mem, true,
                              FAULT_CASE_TIMEOUT_S);
     }
     /* 100 s: once, under TCG, which every host has */
