@@ -662,8 +662,8 @@ static bool bitmap_trace_changed(BitmapTrace *bt)
  * with the BQL held, like migration_bitmap_sync(), from the main loop
  * (@main_loop: the baseline) or the trace thread.  With @if_unchanged, a
  * round that would find the blocks or the map changed is not taken:
- * nothing is synced or harvested and it returns false.  How long the sync
- * and the harvest took go to @r.
+ * nothing is harvested and it returns false (what a sync took stays for
+ * the next round).  How long the sync and the harvest took go to @r.
  */
 bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop, bool if_unchanged,
                        BitmapTraceRound *r)
@@ -679,6 +679,17 @@ bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop, bool if_unchanged,
         return false;
     }
     memory_global_dirty_log_sync(false);
+    /*
+     * The dirty ring's flush drops the BQL too, in run_on_cpu() of its
+     * vCPU kick: look again.  What the sync took stays in the RAM blocks'
+     * DIRTY_MEMORY_MIGRATION bits, for the next round to harvest.
+     */
+    if (if_unchanged && bitmap_trace_changed(bt)) {
+        if (parked) {
+            bitmap_trace_release_vcpus();
+        }
+        return false;
+    }
     t_harvest = bitmap_trace_now_ns();
 
     WITH_RCU_READ_LOCK_GUARD() {

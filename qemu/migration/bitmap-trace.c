@@ -587,7 +587,7 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
     }
     if (runstate_check(RUN_STATE_INMIGRATE) || migration_is_running() ||
         runstate_check(RUN_STATE_SAVE_VM) ||
-        (global_dirty_tracking & GLOBAL_DIRTY_MIGRATION)) {
+        memory_global_dirty_log_active(GLOBAL_DIRTY_MIGRATION)) {
         error_setg(errp, "bitmap-trace cannot run while a migration or "
                    "snapshot is in progress");
         return;

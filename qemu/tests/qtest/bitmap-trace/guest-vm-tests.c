@@ -352,6 +352,67 @@ static void test_guest_dirty_limit(void)
     guest_cleanup(&vm);
 }
 
+/*
+ * A trace that ends while the VM is stopped leaves dirty logging on until
+ * the VM runs again, but it is over: calc-dirty-rate (which finds nothing
+ * written), the dirty limit and loadvm are not refused for it.
+ */
+static void test_guest_ended_while_stopped(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    const GuestLayout *l = &one_block;
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot(&vm, accel, l, 1);
+    g_autofree char *out = NULL;
+    bool ring = accel == GUEST_ACCEL_KVM_RING;
+    QDict *info;
+
+    if (!skip && ring && dirty_ring_stalls_guest(vm.qts, l)) {
+        skip = g_strdup("the host's KVM stalls the guest once the dirty "
+                        "ring is in use: a host kernel defect");
+    }
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'stop'}");
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 3, 'period': 10 }}",
+        vm.log_path);
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'calc-dirty-rate', 'arguments': {'calc-time': 200,"
+        " 'calc-time-unit': 'millisecond', 'mode': %s}}",
+        ring ? "dirty-ring" : "dirty-bitmap");
+    for (int i = 0;; i++) {
+        g_assert_cmpint(i, <, 1000);
+        info = qtest_qmp_assert_success_ref(vm.qts,
+                                            "{'execute': 'query-dirty-rate'}");
+        if (!strcmp(qdict_get_str(info, "status"), "measured")) {
+            break;
+        }
+        qobject_unref(info);
+        g_usleep(10 * 1000);
+    }
+    /* the VM is stopped: nothing written, nothing counted */
+    g_assert_cmpint(qdict_get_int(info, "dirty-rate"), ==, 0);
+    qobject_unref(info);
+    if (ring) {
+        qtest_qmp_assert_success(vm.qts,
+            "{'execute': 'set-vcpu-dirty-limit', 'arguments': {"
+            " 'dirty-rate': 100 }}");
+        qtest_qmp_assert_success(vm.qts,
+                                 "{'execute': 'cancel-vcpu-dirty-limit'}");
+    }
+    /* no snapshot to load, but not refused for the trace */
+    out = qtest_hmp(vm.qts, "loadvm snap0");
+    g_assert_null(strstr(out, "bitmap-trace"));
+    guest_cleanup(&vm);
+}
+
 void bt_add_guest_vm_tests(void)
 {
     static const GuestAccel accels[] = { GUEST_ACCEL_TCG, GUEST_ACCEL_KVM };
@@ -371,5 +432,9 @@ void bt_add_guest_vm_tests(void)
     for (size_t i = 0; i < ARRAY_SIZE(accels); i++) {
         guest_add_case("/bitmap-trace/guest-vm/round-cost", accels[i],
                        test_guest_round_cost);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(guest_accels); i++) {
+        guest_add_case("/bitmap-trace/guest-vm/ended-while-stopped",
+                       guest_accels[i], test_guest_ended_while_stopped);
     }
 }
