@@ -11,8 +11,8 @@ binlog_ref.py.
 
 import numpy as np
 
-from .binlog_format import (BITMAP, CHANGES, MAP, RANGES_PER_LINE, RUNS, USED, VERSION,
-                            BinLogError, Reader, change_line, records)
+from .binlog_format import (BITMAP, CHANGES, MAP, RANGES_PER_LINE, RUNS, USED, VERSIONS,
+                            BinLogError, Reader, change_line, records, vcpus_line)
 
 _BIG = 1 << 50          # page numbers and varints beyond this: leave it to to_text()
 
@@ -294,12 +294,12 @@ def decode(data):
             if blocks is not None:
                 raise BinLogError('a second header')
             version = r.varint()
-            if version != VERSION:
+            if version not in VERSIONS:
                 raise BinLogError('unsupported binary format version')
             qemu, accel = r.str(), r.str()
             page_size, period, iterations = r.varint(), r.varint(), r.varint()
             start_time, blocked = r.str(), r.str()
-            yield 'bitmap-trace v2'
+            yield f'bitmap-trace v{version - 1}'
             yield (f'meta qemu={qemu} accel={accel} page-size={page_size} '
                    f'period-ms={period} iterations={iterations} start={start_time}')
             if blocked:
@@ -313,7 +313,7 @@ def decode(data):
         elif blocks is None:
             raise BinLogError('a record before the header')
         elif rtype == ord('I'):
-            yield from _iteration_np(r, blocks)
+            yield from _iteration_np(r, blocks, version)
         elif rtype in CHANGES:
             yield change_line(rtype, r, blocks)
         elif rtype == ord('E'):
@@ -337,9 +337,10 @@ def _lines_of(out, word, prefix, a, n):
             for x, k in runs[i:i + RANGES_PER_LINE]))
 
 
-def _iteration_np(r, blocks):
+def _iteration_np(r, blocks, version):
     n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us = \
         (r.varint() for _ in range(8))
+    vcpus = vcpus_line(r) if version >= 4 else None
     pparts, zparts, ulines, uzlines = [], [], [], []
     pcount = zcount = 0
     last = -1
@@ -374,6 +375,8 @@ def _iteration_np(r, blocks):
     yield (f'iter n={n} t-ms={t_us // 1000}.{t_us % 1000:03d} dirty={dirty} '
            f'unmapped={unmapped} zero={zero} sync-us={sync_us} '
            f'harvest-us={harvest_us} zero-us={zero_us}')
+    if vcpus is not None:
+        yield vcpus
     for word, parts, count, after in (('pfns', pparts, pcount, ulines),
                                       ('zero', zparts, zcount, uzlines)):
         parts, nranges = _merge_np(parts)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The binary bitmap-trace log (format v3): its constants and its records.
+"""The binary bitmap-trace log (formats v3 and v4): its constants and its records.
 
 docs/devel/migration/bitmap-trace.rst ("Binary log") has the format.  A
 binary log is the magic, then records: a type byte, the payload's length
@@ -10,7 +10,8 @@ them.
 """
 
 MAGIC = b'\x89BTR\r\n\x1a\n'
-VERSION = 3
+VERSION = 4                 # what QEMU writes: v3 and the vCPUs' run times
+VERSIONS = (3, 4)           # what the readers read; the text of v(N) is v(N - 1)
 RANGES_PER_LINE = 256
 USED, MAP = 1, 2            # block entry flags
 RUNS, BITMAP = 0, 1         # page set encodings
@@ -61,6 +62,11 @@ class Reader:
 
     def segs(self):
         return [(self.varint(), self.varint(), self.varint()) for _ in range(self.varint())]
+
+
+def vcpus_line(r):
+    """v4: the vcpus line of an iteration record's run times."""
+    return 'vcpus run-us=' + ','.join(str(r.varint()) for _ in range(r.varint()))
 
 
 def records(data):

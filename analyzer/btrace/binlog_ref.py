@@ -10,8 +10,8 @@ back on to name the error when the fast reader (binlog_fast.py) gives up.
 import bisect
 import re
 
-from .binlog_format import (BITMAP, CHANGES, MAP, RANGES_PER_LINE, RUNS, USED, VERSION,
-                            BinLogError, Reader, change_line, records)
+from .binlog_format import (BITMAP, CHANGES, MAP, RANGES_PER_LINE, RUNS, USED, VERSIONS,
+                            BinLogError, Reader, change_line, records, vcpus_line)
 
 def page_set(r, npages):
     """The page set at r (a Reader) as runs [(first, end)), ascending, maximal."""
@@ -175,7 +175,7 @@ def _put_ranges(out, word, prefix, runs):
 
 
 def to_text(data):
-    """The text (format v2) of the binary log data (bytes)."""
+    """The text (format v2, or v3 for binary v4) of the binary log data (bytes)."""
     out = []
     blocks = None
     for rtype, start, end in records(data):
@@ -184,13 +184,13 @@ def to_text(data):
             if blocks is not None:
                 raise BinLogError(f'byte {start}: a second header')
             version = r.varint()
-            if version != VERSION:
+            if version not in VERSIONS:
                 raise BinLogError(f'unsupported binary format version {version}; '
-                                  f'bt-report reads version {VERSION}')
+                                  f'bt-report reads versions {VERSIONS[0]} and {VERSIONS[1]}')
             qemu, accel = r.str(), r.str()
             page_size, period, iterations = r.varint(), r.varint(), r.varint()
             start_time, blocked = r.str(), r.str()
-            out.append('bitmap-trace v2\n')
+            out.append(f'bitmap-trace v{version - 1}\n')
             out.append(f'meta qemu={qemu} accel={accel} page-size={page_size} '
                        f'period-ms={period} iterations={iterations} start={start_time}\n')
             # the reasons at the start, one per line
@@ -204,7 +204,7 @@ def to_text(data):
         elif blocks is None:
             raise BinLogError(f'byte {start}: a record before the header')
         elif rtype == ord('I'):
-            _iteration(r, blocks, out)
+            _iteration(r, blocks, out, version)
         elif rtype in CHANGES:
             out.append(change_line(rtype, r, blocks) + '\n')
         elif rtype == ord('E'):
@@ -221,9 +221,10 @@ def to_text(data):
     return ''.join(out)
 
 
-def _iteration(r, blocks, out):
+def _iteration(r, blocks, out, version):
     n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us = \
         (r.varint() for _ in range(8))
+    vcpus = vcpus_line(r) if version >= 4 else None
     pfn_runs, zero_runs, ulines, uzlines = [], [], [], []
     sources = zsources = 0
     last = -1
@@ -251,6 +252,8 @@ def _iteration(r, blocks, out):
     out.append(f'iter n={n} t-ms={t_us // 1000}.{t_us % 1000:03d} dirty={dirty} '
                f'unmapped={unmapped} zero={zero} sync-us={sync_us} '
                f'harvest-us={harvest_us} zero-us={zero_us}\n')
+    if vcpus is not None:
+        out.append(vcpus + '\n')
     # the runs of one segment are sorted and apart already
     _put_ranges(out, 'pfns', '', _merge(pfn_runs) if sources > 1 else pfn_runs)
     out.extend(ulines)

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Write a binary bitmap-trace log (format v3) the way QEMU does.
+"""Write a binary bitmap-trace log (format v3 or v4) the way QEMU does.
 
 Writer builds a log record by record (the cheaper of runs and a bitmap for
 every page set, as QEMU chooses); the tests build logs by hand with it, and
 synth.py writes large logs with its encoders.
 """
 
-from .binlog_format import BITMAP, MAGIC, MAP, RUNS, USED, VERSION
+from .binlog_format import BITMAP, MAGIC, MAP, RUNS, USED
 
 def encode_varint(v):
     out = bytearray()
@@ -61,7 +61,10 @@ def encode_record(rtype, payload):
 class Writer:
     """Build a binary log: header(), iteration() for each iteration, end()."""
 
-    def __init__(self):
+    def __init__(self, version=3):
+        """version 3 (the default: logs of earlier versions of the series)
+        or 4, whose iterations give the vCPUs' run times."""
+        self.version = version
         self.data = bytearray()
         self.blocks = []        # [used pages, segs] as the reader knows them
 
@@ -69,7 +72,7 @@ class Writer:
                blocked=''):
         """blocks: (name, pages, segs), segs [(page, npages, pfn)] in GPA order;
         blocked: the reasons, separated by newlines."""
-        p = encode_varint(VERSION) + encode_str(qemu) + encode_str(accel) + encode_varint(page_size)
+        p = encode_varint(self.version) + encode_str(qemu) + encode_str(accel) + encode_varint(page_size)
         p += encode_varint(period_ms) + encode_varint(iterations) + encode_str(start) + encode_str(blocked)
         p += encode_varint(len(blocks))
         for name, pages, segs in blocks:
@@ -78,10 +81,14 @@ class Writer:
         self.data += MAGIC + encode_record('H', p)
 
     def iteration(self, n, t_us, dirty, unmapped, zero, sync_us, harvest_us,
-                  zero_us, entries):
-        """entries: {block index: (dirty pages, zero pages[, used[, segs]])}."""
+                  zero_us, entries, vcpu_us=()):
+        """entries: {block index: (dirty pages, zero pages[, used[, segs]])};
+        vcpu_us (version 4): each vCPU's run time in microseconds."""
         p = b''.join(encode_varint(v) for v in (n, t_us, dirty, unmapped, zero,
                                           sync_us, harvest_us, zero_us))
+        if self.version >= 4:
+            p += encode_varint(len(vcpu_us))
+            p += b''.join(encode_varint(v) for v in vcpu_us)
         p += encode_varint(len(entries))
         for i in sorted(entries):
             e = entries[i]

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The rules of the format that span records: the counts of an iteration
 against the ranges it lists, the block maps, every PFN in a block's map,
-the baseline listing no more than all RAM, the end line's count.  Both readers run them:
+the baseline listing no more than all RAM, the end line's count, no vCPU
+running longer than its window (v3).  Both readers run them:
 check_counts() per iteration, check_log() once the log is read.
 """
 
@@ -15,6 +16,7 @@ def check_log(log):
     check_map(log)
     check_pfns_mapped(log)
     check_baseline(log)
+    check_vcpus(log)
     check_end(log)
 
 
@@ -169,6 +171,26 @@ def check_baseline(log):
     if base.total > ram:
         raise LogError(f'line {base.lineno}: the baseline (iteration 0) lists {base.total} '
                        f'pages, but the blocks hold {ram}')
+
+
+# A vCPU's run time is its thread's CPU time between the vCPU time readings
+# of two rounds, taken sync-us after each round's t-ms: no more than the
+# window plus the later sync.  Slack for the three truncations to whole
+# microseconds, and then some.
+VCPU_SLACK_US = 1000
+
+
+def check_vcpus(log):
+    """v3: from iteration 1 on, no vCPU ran longer than its window (the
+    baseline counts from each vCPU thread's start: anything goes)."""
+    for prev, it in zip(log.iters, log.iters[1:]):
+        if it.vcpu_run_us is None:
+            continue
+        window = round((it.t_ms - prev.t_ms) * 1000) + it.sync_us + VCPU_SLACK_US
+        for k, us in enumerate(it.vcpu_run_us):
+            if us > window:
+                raise LogError(f'line {it.lineno + 1}: vCPU {k} ran {us} us in iteration '
+                               f'{it.n}, longer than its window ({window - VCPU_SLACK_US} us)')
 
 
 def check_end(log):

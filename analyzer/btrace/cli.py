@@ -2,7 +2,7 @@
 """bt-report: summarise a bitmap-trace log and predict pre-copy.
 
 Reads the log that QEMU's bitmap-trace command writes, checks that it follows
-the text format v1 or v2 or the binary format v3
+the text format v1 to v3 or the binary format v3 or v4
 (docs/devel/migration/bitmap-trace.rst), and prints:
 
   - the trace: QEMU version, accelerator, period, status, the traced RAM blocks;
@@ -124,7 +124,7 @@ printed) or the pictures or CSV files cannot be written, 2 on a usage error.
     ap = argparse.ArgumentParser(
         prog='bt-report', description=doc.split('\n\n', 1)[0],
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('log', help='the bitmap-trace log (text v1 or v2, binary v3)')
+    ap.add_argument('log', help='the bitmap-trace log (text v1 to v3, binary v3 or v4)')
     ap.add_argument('--to-text', action='store_true',
                     help='print the log as text (format v2), converting a binary log, and exit')
     ap.add_argument('--check', action='store_true',
@@ -275,7 +275,7 @@ def main(argv=None):
     if args.check:
         windows = max(len(log.iters) - 1, 0)
         end = f'end status={log.end["status"]}' if log.end else 'no end line'
-        print(f'{args.log}: ok: {"binary v3 (as text v2)" if log.binary else f"v{log.version}"}, {plural(len(log.blocks), "block")}, '
+        print(f'{args.log}: ok: {f"binary v{log.version + 1} (as text v{log.version})" if log.binary else f"v{log.version}"}, {plural(len(log.blocks), "block")}, '
               f'baseline and {plural(windows, "iteration")}, {end}')
         return 0
 

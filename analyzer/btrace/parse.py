@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Read and validate a bitmap-trace log: text format v1 or v2, or binary v3.
+"""Read and validate a bitmap-trace log: text format v1 to v3, or binary v3 or v4.
 
 A binary log (it starts with binlog.MAGIC) is read as the text log of the
 same trace, which is checked like any other: binlog.decode() gives its lines
@@ -16,6 +16,12 @@ information:
     ranges in the pfns syntax, a subset of the iteration's pfns) and
     "unmapped-zero" lines (block:first[-last], a subset of its unmapped
     pages), split over several lines like pfns.
+
+v3 is v2 plus the vCPUs' run times: the first line is "bitmap-trace v3" and
+each iter line is followed by a "vcpus run-us=U,U,..." line (one number per
+vCPU, by cpu_index: the microseconds its thread ran in the window), read as
+Iteration.vcpu_run_us (None in v1 and v2).  The binary v4 is v3 as binary
+v3 is v2, its iteration records holding the run times.
 
 parse() raises LogError with the line number on the first error.  The PFN
 ranges are kept as (n, 2) int64 arrays of inclusive (first, last)
@@ -60,7 +66,7 @@ def read_text(path):
 
 
 def parse(path):
-    """Parse and validate a log file (text v1 or v2, binary v3); raise
+    """Parse and validate a log file (text v1 to v3, binary v3 or v4); raise
     LogError on the first error."""
     try:
         with open(path, 'rb') as f:

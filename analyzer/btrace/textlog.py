@@ -18,7 +18,7 @@ import numpy as np
 
 STATUSES = ('completed', 'cancelled', 'failed')
 ACCELS = ('tcg', 'kvm', 'kvm-dirty-ring', 'qtest')
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
 
 
 class LogError(Exception):
@@ -81,6 +81,9 @@ class Iteration:
         self.lineno = lineno
         self.zero = zero            # v2: pages found all zero (None in v1)
         self.zero_us = zero_us      # v2: time the zero scan took
+        # v3: per vCPU by cpu_index, the microseconds its thread ran in the
+        # window (from its start for the baseline); None before v3
+        self.vcpu_run_us = None
         # (first, last) inclusive, ascending: a list of tuples (the
         # reference parser) or an (n, 2) int64 array (the fast one); read
         # them as lists with .pfns / .zero_pfns, as arrays with .pfn_array /
@@ -164,11 +167,11 @@ def read_head(log, line1, line2):
     if not m:
         if lines[0].startswith('bitmap-trace v'):
             raise LogError(f'line 1: unsupported format {lines[0][13:]!r}; '
-                           'bt-report reads v1 and v2')
-        raise LogError('line 1: not a bitmap-trace log (expected "bitmap-trace v1" or "v2")')
+                           'bt-report reads v1 to v3')
+        raise LogError('line 1: not a bitmap-trace log (expected "bitmap-trace v1", "v2" or "v3")')
     log.version = int(m.group(1))
     if log.version not in VERSIONS:
-        raise LogError(f'line 1: unsupported format {lines[0][13:]!r}; bt-report reads v1 and v2')
+        raise LogError(f'line 1: unsupported format {lines[0][13:]!r}; bt-report reads v1 to v3')
     if len(lines) < 2 or not lines[1].startswith('meta '):
         raise LogError('line 2: expected the meta line')
 
@@ -200,9 +203,16 @@ def read_records(log, items, on_ranges, on_counts):
     order = {'pfns': 0, 'unmapped': 1, 'zero': 2, 'unmapped-zero': 3,
              'untraced': 4, 'added': 4, 'removed': 5, 'blocked': 6}
     stage = -1
+    want_vcpus = False          # v3: the line after an iter line is its vcpus line
     for i, word, rest in items:
         if log.end is not None:
             raise LogError(f'line {i}: text after the end line')
+        if word == 'vcpus' and log.version < 3:
+            raise LogError(f'line {i}: unknown record {word!r} (vcpus lines are v3)')
+        if want_vcpus != (word == 'vcpus'):
+            raise LogError(f'line {i}: ' + ('expected the vcpus line of the iteration' if want_vcpus
+                                            else 'vcpus line not right after an iter line'))
+        want_vcpus = False
         if word in order and not (word == 'blocked' and cur is None):
             if cur is None:
                 raise LogError(f'line {i}: {word} line before any iteration')
@@ -291,6 +301,12 @@ def read_records(log, items, on_ranges, on_counts):
                 raise LogError(f'line {i}: t-ms goes backwards ({cur.t_ms} after {log.iters[-1].t_ms})')
             log.iters.append(cur)
             stage = -1
+            want_vcpus = log.version >= 3
+        elif word == 'vcpus':
+            mv = re.fullmatch(r'run-us=((?:[0-9]+(?:,[0-9]+)*)?)', rest)
+            if not mv:
+                raise LogError(f'line {i}: expected "vcpus run-us=<us>[,<us>...]"')
+            cur.vcpu_run_us = [int(x) for x in mv.group(1).split(',')] if mv.group(1) else []
         elif word in ('pfns', 'zero'):
             on_ranges(cur, word, rest, i)
         elif word in ('unmapped', 'unmapped-zero'):
@@ -324,5 +340,7 @@ def read_records(log, items, on_ranges, on_counts):
                 raise LogError(f'line {i}: error= goes with status=failed, and only with it')
         elif word not in order:
             raise LogError(f'line {i}: unknown record {word!r}')
+    if want_vcpus:
+        raise LogError('the last iter line has no vcpus line')
     if cur is not None and log.end is None:
         on_counts(cur)

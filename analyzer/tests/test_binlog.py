@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""btrace.binlog: the binary log (format v3) read as text, and written."""
+"""btrace.binlog: the binary log (format v3; v4 in test_vcpus.py) read as text, and written."""
 
 import os
 import random
@@ -119,8 +119,8 @@ class ToText(unittest.TestCase):
         data = bytearray(build_binary())
         # the header's payload starts with the version
         _, start, _ = next(binlog.records(bytes(data)))
-        data[start] = 4
-        with self.assertRaisesRegex(binlog.BinLogError, 'version 4'):
+        data[start] = 5
+        with self.assertRaisesRegex(binlog.BinLogError, 'version 5'):
             binlog.to_text(bytes(data))
 
 

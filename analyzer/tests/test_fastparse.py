@@ -307,10 +307,10 @@ class Binary(unittest.TestCase):
         # the header's version varint follows 'H' and the record's length
         r = binlog.Reader(data, len(binlog.MAGIC) + 1, len(data))
         r.varint()
-        data[r.pos] = 4
+        data[r.pos] = 5
         want = self.same(bytes(data))
         self.assertEqual(want[0], 'error')
-        self.assertIn('version 4', want[1])
+        self.assertIn('version 5', want[1])
 
     def test_segments_that_meet_cross_or_overlap(self):
         # one block remapped: its segments' PFN ranges touching (joined),

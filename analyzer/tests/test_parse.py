@@ -109,7 +109,7 @@ class ParseV2(unittest.TestCase):
 
     def test_unknown_version(self):
         with self.assertRaisesRegex(parse.LogError, 'unsupported format'):
-            parse.parse_text(V2.replace('v2', 'v3', 1))
+            parse.parse_text(V2.replace('v2', 'v4', 1))
 
 
 class Synth(unittest.TestCase):
