@@ -80,7 +80,21 @@ typedef struct BitmapTraceRound {
     int64_t zero_us;
     int64_t late_ms;            /* how late it was */
     guint blocked;              /* of @blocked, how many it had found */
+    /*
+     * int64_t per vCPU present at its sync, by ascending cpu_index: the
+     * microseconds of CPU time its thread used since the round before
+     * (bitmap_trace_read_vcpus()); owned by the round
+     */
+    GArray *vcpu_us;
 } BitmapTraceRound;
+
+/* A vCPU's thread CPU time at the last round */
+typedef struct BitmapTraceVcpu {
+    void *cpu;                  /* the CPUState, only compared */
+    QemuThread *thread;         /* the thread that runs it */
+    int index;                  /* its cpu_index */
+    int64_t ns;                 /* its thread's CPU time */
+} BitmapTraceVcpu;
 
 typedef struct BitmapTrace {
     /* Set up by the QMP handler, then owned by the trace thread */
@@ -98,6 +112,7 @@ typedef struct BitmapTrace {
     int64_t t0_ns;
     BitmapTraceBlock *blocks;
     unsigned nblocks;
+    GArray *vcpu_last;          /* BitmapTraceVcpu, at the last round */
     /* iteration 0, taken by the QMP handler, logged by the thread */
     BitmapTraceRound baseline;
     /* the trace's own migration blocker, kept from trace to trace */
@@ -142,6 +157,7 @@ void bitmap_trace_watch_map(BitmapTrace *bt);
 bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop, bool if_unchanged,
                        BitmapTraceRound *r);
 void bitmap_trace_scan_zero(BitmapTrace *bt, BitmapTraceRound *r);
+void bitmap_trace_round_free(BitmapTraceRound *r);
 void bitmap_trace_scan_slice(BitmapTraceBlock *b, unsigned long k0,
                              unsigned long k1, bool all);
 void bitmap_trace_set_baseline(BitmapTraceBlock *b);

@@ -32,12 +32,12 @@
 #define BITMAP_TRACE_RANGES_PER_LINE    256
 
 /*
- * Binary log (format version 3): the magic, then self-delimiting records,
+ * Binary log (format version 4): the magic, then self-delimiting records,
  * each a type byte, its payload's length as a varint and the payload.
  */
 #define BITMAP_TRACE_BIN_MAGIC          "\x89" "BTR\r\n\x1a\n"
 #define BITMAP_TRACE_BIN_MAGIC_LEN      8
-#define BITMAP_TRACE_BIN_VERSION        3
+#define BITMAP_TRACE_BIN_VERSION        4
 #define BITMAP_TRACE_BIN_HEADER         'H'
 #define BITMAP_TRACE_BIN_ITER           'I'
 #define BITMAP_TRACE_BIN_END            'E'
@@ -71,7 +71,7 @@ static void bitmap_trace_format_map(GString *out, const GArray *segs)
 
 static void bitmap_trace_format_header(BitmapTrace *bt, GString *out)
 {
-    g_string_append_printf(out, "bitmap-trace v2\n"
+    g_string_append_printf(out, "bitmap-trace v3\n"
                            "meta qemu=%s accel=%s page-size=%d"
                            " period-ms=%" PRId64 " iterations=%" PRId64
                            " start=%s\n",
@@ -236,6 +236,12 @@ static void bitmap_trace_format_iteration(BitmapTrace *bt, int64_t n,
                            n, t_us / 1000, (int)(t_us % 1000), c->dirty,
                            c->unmapped, c->zero, r->sync_us, r->harvest_us,
                            r->zero_us);
+    g_string_append(out, "vcpus run-us=");
+    for (guint i = 0; r->vcpu_us && i < r->vcpu_us->len; i++) {
+        g_string_append_printf(out, "%s%" PRId64, i ? "," : "",
+                               g_array_index(r->vcpu_us, int64_t, i));
+    }
+    g_string_append_c(out, '\n');
     bitmap_trace_put_ranges(out, "pfns", "", merged);
     g_string_append(out, unmapped_lines->str);
     bitmap_trace_put_ranges(out, "zero", "", zero_merged);
@@ -429,10 +435,10 @@ static void bitmap_trace_zero_ranks(BitmapTraceBlock *b, uint64_t ndirty)
 
 /*
  * The binary twin of bitmap_trace_format_iteration(): the fields of the
- * iter line, then an entry for each block that had pages dirtied or whose
- * map or size changed since the log last said: its index, what changed
- * and how it is now, its dirty pages, and which of them (by their rank
- * among the block's dirty pages) were zero.
+ * iter line and the vcpus line, then an entry for each block that had
+ * pages dirtied or whose map or size changed since the log last said: its
+ * index, what changed and how it is now, its dirty pages, and which of
+ * them (by their rank among the block's dirty pages) were zero.
  */
 static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
                                           const BitmapTraceRound *r,
@@ -495,6 +501,10 @@ static void bitmap_trace_encode_iteration(BitmapTrace *bt, int64_t n,
     bitmap_trace_put_varint(rec, r->sync_us);
     bitmap_trace_put_varint(rec, r->harvest_us);
     bitmap_trace_put_varint(rec, r->zero_us);
+    bitmap_trace_put_varint(rec, r->vcpu_us ? r->vcpu_us->len : 0);
+    for (guint i = 0; r->vcpu_us && i < r->vcpu_us->len; i++) {
+        bitmap_trace_put_varint(rec, g_array_index(r->vcpu_us, int64_t, i));
+    }
     bitmap_trace_put_varint(rec, nentries);
     g_string_append_len(rec, entries->str, entries->len);
     bitmap_trace_put_record(out, BITMAP_TRACE_BIN_ITER, rec);

@@ -657,6 +657,103 @@ static bool bitmap_trace_changed(BitmapTrace *bt)
 }
 
 /*
+ * What each vCPU ran in a window
+ *
+ * A vCPU's run time in a window is the CPU time its thread used in it, by
+ * the thread's CPU clock (pthread_getcpuclockid()), read at each round
+ * while the vCPU threads are parked.  That counts the guest running (KVM:
+ * the thread in KVM_RUN, guest mode included; TCG: translating and
+ * executing) and what the thread does for the vCPU besides (I/O exits it
+ * emulates, KVM's halt polling, the interrupt it takes to park).  It does
+ * not count a vCPU halted (its thread sleeps in KVM's halt wait or on its
+ * halt_cond), parked by a round, or asleep in cpu_throttle_thread(), nor
+ * time the host gave other threads.  A thread that runs several vCPUs
+ * (single-threaded TCG) has its time split equally among them.  A vCPU not
+ * seen at the round before (the baseline, a vCPU plugged since) counts
+ * from its thread's start.  A vCPU being unplugged is not listed.
+ */
+static int64_t bitmap_trace_thread_ns(QemuThread *thread)
+{
+    clockid_t clock;
+    struct timespec ts;
+
+    if (pthread_getcpuclockid(thread->thread, &clock) ||
+        clock_gettime(clock, &ts)) {
+        return -1;
+    }
+    return ts.tv_sec * NANOSECONDS_PER_SECOND + ts.tv_nsec;
+}
+
+static gint bitmap_trace_vcpu_cmp(gconstpointer a, gconstpointer b)
+{
+    const BitmapTraceVcpu *x = a, *y = b;
+
+    return x->index - y->index;
+}
+
+/*
+ * Read the vCPUs' run times since the last round into @r->vcpu_us, by
+ * ascending cpu_index.  Called with the BQL held.
+ */
+static void bitmap_trace_read_vcpus(BitmapTrace *bt, BitmapTraceRound *r)
+{
+    GArray *now = g_array_new(false, false, sizeof(BitmapTraceVcpu));
+    CPUState *cpu;
+
+    CPU_FOREACH(cpu) {
+        /* not a thread that may be gone or not there yet */
+        if (cpu->created && !cpu->unplug && cpu->thread) {
+            BitmapTraceVcpu v = {
+                .cpu = cpu, .thread = cpu->thread, .index = cpu->cpu_index,
+                .ns = bitmap_trace_thread_ns(cpu->thread),
+            };
+
+            g_array_append_val(now, v);
+        }
+    }
+    g_array_sort(now, bitmap_trace_vcpu_cmp);
+
+    r->vcpu_us = g_array_sized_new(false, false, sizeof(int64_t), now->len);
+    for (guint i = 0; i < now->len; i++) {
+        BitmapTraceVcpu *v = &g_array_index(now, BitmapTraceVcpu, i);
+        int64_t last = 0, us;
+        unsigned sharing = 0;
+
+        for (guint j = 0; bt->vcpu_last && j < bt->vcpu_last->len; j++) {
+            BitmapTraceVcpu *l = &g_array_index(bt->vcpu_last,
+                                                BitmapTraceVcpu, j);
+
+            if (l->cpu == v->cpu && l->index == v->index) {
+                last = l->ns;
+            }
+        }
+        for (guint j = 0; j < now->len; j++) {
+            sharing += g_array_index(now, BitmapTraceVcpu, j).thread ==
+                       v->thread;
+        }
+        if (v->ns < 0) {
+            /* unreadable: nothing this time, and from here next time */
+            v->ns = last;
+        }
+        /* a clock that went back is a new thread's */
+        us = (v->ns >= last ? v->ns - last : v->ns) / sharing / SCALE_US;
+        g_array_append_val(r->vcpu_us, us);
+    }
+    if (bt->vcpu_last) {
+        g_array_free(bt->vcpu_last, true);
+    }
+    bt->vcpu_last = now;
+}
+
+void bitmap_trace_round_free(BitmapTraceRound *r)
+{
+    if (r->vcpu_us) {
+        g_array_free(r->vcpu_us, true);
+        r->vcpu_us = NULL;
+    }
+}
+
+/*
  * One round: sync the dirty log, harvest every traced block and snapshot
  * the memory map the harvested pages are to be translated with.  Called
  * with the BQL held, like migration_bitmap_sync(), from the main loop
@@ -691,6 +788,7 @@ bool bitmap_trace_sync(BitmapTrace *bt, bool main_loop, bool if_unchanged,
         return false;
     }
     t_harvest = bitmap_trace_now_ns();
+    bitmap_trace_read_vcpus(bt, r);
 
     WITH_RCU_READ_LOCK_GUARD() {
         for (unsigned i = 0; i < bt->nblocks; i++) {

@@ -153,6 +153,7 @@ static void bitmap_trace_queued_clear(gpointer data)
     if (q->words) {
         g_array_free(q->words, true);
     }
+    bitmap_trace_round_free(&q->round);
 }
 
 /*
@@ -348,6 +349,7 @@ static void *bitmap_trace_thread(void *opaque)
     bt->baseline.blocked = bt->blocked->len;
     bitmap_trace_scan_baseline(bt, &deadline, &queue);
     bitmap_trace_put_iteration(bt, 0, &bt->baseline, out, &c);
+    bitmap_trace_round_free(&bt->baseline);
     if (bitmap_trace_write(bt, out, &err)) {
         bitmap_trace_commit(bt, 0, bt->t0_ns, &c);
     }
@@ -364,10 +366,13 @@ static void *bitmap_trace_thread(void *opaque)
 
     for (; !err && n <= bt->iterations; n++) {
         bool stop = bitmap_trace_wait(bt, deadline);
-        BitmapTraceRound r;
+        BitmapTraceRound r = { 0 };
+        bool logged;
 
         bitmap_trace_take_round(bt, &deadline, false, &r);
-        if (!bitmap_trace_log_round(bt, n, &r, out, &err)) {
+        logged = bitmap_trace_log_round(bt, n, &r, out, &err);
+        bitmap_trace_round_free(&r);
+        if (!logged) {
             break;
         }
         if (stop) {
@@ -688,6 +693,10 @@ static void bitmap_trace_start(const char *filename, BitmapTraceFormat format,
         bitmap_trace_init_blocks(bt);
     }
     bitmap_trace_watch_map(bt);
+    if (bt->vcpu_last) {
+        /* the baseline counts each vCPU from its thread's start */
+        g_array_set_size(bt->vcpu_last, 0);
+    }
     bt->t0_ns = bitmap_trace_now_ns();
     bt->baseline = (BitmapTraceRound) { .t_ns = bt->t0_ns };
     bitmap_trace_sync(bt, true, false, &bt->baseline);

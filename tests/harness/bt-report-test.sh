@@ -192,7 +192,7 @@ invalid() {
         pass
     fi
 }
-invalid version      '1s/v1/v3/'                                    'unsupported format'
+invalid version      '1s/v1/v4/'                                    'unsupported format'
 invalid v1-zero      '7a zero 0'                                    "unknown record 'zero'"
 invalid not-a-log    '1s/.*/hello/'                                 'not a bitmap-trace log'
 invalid meta-key     '2s/ period-ms=100//'                          'lacks period-ms='

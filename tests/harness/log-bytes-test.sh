@@ -8,6 +8,10 @@
 #   tests/harness/log-bytes.py run QEMU text LOG
 #   tests/harness/log-bytes.py mask text LOG tests/harness/golden/log-bytes.txt
 # (the same with binary).  log-bytes.py says which fields are masked.
+# They were written again so when the logs gained the vCPUs' run times
+# (text v3, binary v4; issue 20): the version, and a vcpus line (binary:
+# the vCPU count and the masked times in each iteration record) after each
+# iteration; nothing else changed.
 # Exit 0 = pass, 77 = skip (the reason is printed), anything else = fail.
 set -euo pipefail
 

@@ -16,9 +16,11 @@ later, takes.  So every field of the log but the times is fixed.
 
 `mask` sets the fields that carry times to a constant:
   text    the start= of the meta line; t-ms=, sync-us=, harvest-us= and
-          zero-us= of every iter line
+          zero-us= of every iter line; each vCPU's run time on a vcpus
+          line (v3), which stays a list as long
   binary  the start time of the header record (to the empty string); t_us,
-          sync_us, harvest_us and zero_us of every iteration record (to 0),
+          sync_us, harvest_us and zero_us of every iteration record and,
+          in v4, each vCPU's run time (to 0),
           each record framed again with its new length
 Everything else stays byte for byte, the QEMU version included.
 """
@@ -175,6 +177,7 @@ def mask_binary(data):
         raise RuntimeError("not a binary bitmap-trace log")
     out = bytearray(MAGIC)
     pos = len(MAGIC)
+    version = 3
     while pos < len(data):
         rtype = data[pos]
         n, pos = varint(data, pos + 1)
@@ -189,6 +192,7 @@ def mask_binary(data):
                     p += v
                 fields.append(payload[start:p])
             fields[6] = put_varint(0)           # start time: ""
+            version = varint(payload, 0)[0]
         elif rtype == ord("I"):
             # n, t_us, dirty, unmapped, zero, sync, harvest, zero scan
             for i in range(8):
@@ -196,6 +200,14 @@ def mask_binary(data):
                 v, p = varint(payload, p)
                 fields.append(put_varint(0) if i in (1, 5, 6, 7)
                               else payload[start:p])
+            if version >= 4:
+                # the number of vCPUs, then their run times
+                nvcpus, p2 = varint(payload, p)
+                fields.append(payload[p:p2])
+                p = p2
+                for _ in range(nvcpus):
+                    _, p = varint(payload, p)
+                    fields.append(put_varint(0))
         payload = b"".join(fields) + payload[p:]
         out += bytes([rtype]) + put_varint(len(payload)) + payload
     return bytes(out)
@@ -206,6 +218,9 @@ def mask_text(data):
     text = re.sub(r"^(meta .* start=)\S+", r"\1-", text, flags=re.M)
     text = re.sub(r" (t-ms|sync-us|harvest-us|zero-us)=[0-9.]+", r" \1=-",
                   text)
+    text = re.sub(r"^vcpus run-us=.*$",
+                  lambda m: re.sub(r"[0-9]+", "-", m.group(0)), text,
+                  flags=re.M)
     return text.encode()
 
 

@@ -145,7 +145,7 @@ static void test_zero_pages(const void *fmt)
 
     log = bt_fixture_log(&fx);
     g_assert_cmpint(log->binary, ==, !strcmp(fmt, "binary"));
-    g_assert_cmpint(log->version, ==, 2);
+    g_assert_cmpint(log->version, ==, 3);
     g_assert_cmpuint(log->iters->len, ==, 2);
 
     it0 = g_ptr_array_index(log->iters, 0);

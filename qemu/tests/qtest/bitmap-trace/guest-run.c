@@ -352,7 +352,7 @@ void log_check(const BTLog *log, const GuestCase *c,
     {
         const BTLogIter *it0 = g_ptr_array_index(log->iters, 0);
 
-        g_assert_cmpint(log->version, ==, 2);
+        g_assert_cmpint(log->version, ==, 3);
         for (int cpu = 0; cpu < ncpus; cpu++) {
             for (guint h = 0; h < hot[cpu]->len; h++) {
                 g_assert_false(bt_log_iter_has_zero_pfn(it0,

@@ -1,5 +1,5 @@
 /*
- * bitmap-trace log (text formats v1 and v2, binary v3) parser for qtests
+ * bitmap-trace log (text formats v1 to v3, binary v3 and v4) parser for qtests
  *
  * Copyright (c) 2026 The bitmap-trace authors
  *
@@ -112,6 +112,30 @@ static BTLogIter *parse_iter(const char *line, int64_t expect_n,
     it->removed = g_ptr_array_new_with_free_func(g_free);
     it->blocked = g_ptr_array_new_with_free_func(g_free);
     return it;
+}
+
+/* "vcpus run-us=<us>,<us>...": one per vCPU, by cpu_index (v3) */
+static void parse_vcpus(BTLogIter *it, const char *line)
+{
+    const char *p = line;
+
+    g_assert(g_str_has_prefix(line, "vcpus run-us="));
+    p += strlen("vcpus run-us=");
+    it->vcpu_us = g_array_new(false, false, sizeof(int64_t));
+    while (*p) {
+        char *end;
+        int64_t us;
+
+        g_assert(g_ascii_isdigit(*p));
+        us = g_ascii_strtoll(p, &end, 10);
+        g_array_append_val(it->vcpu_us, us);
+        p = end;
+        if (*p) {
+            g_assert_cmpint(*p, ==, ',');
+            p++;
+            g_assert(*p);
+        }
+    }
 }
 
 /* "untraced name=<id> pages=<n>": RAM added after the trace started */
@@ -281,6 +305,9 @@ static void iter_free(gpointer p)
     g_ptr_array_free(it->added, true);
     g_ptr_array_free(it->removed, true);
     g_ptr_array_free(it->blocked, true);
+    if (it->vcpu_us) {
+        g_array_free(it->vcpu_us, true);
+    }
     g_free(it);
 }
 
@@ -490,7 +517,8 @@ static GArray *merge_runs(GArray *runs)
     return merged;
 }
 
-static void bin_iter(BinReader *r, GPtrArray *blocks, GString *out)
+static void bin_iter(BinReader *r, GPtrArray *blocks, GString *out,
+                     uint64_t version)
 {
     g_autoptr(GArray) runs = g_array_new(false, false, sizeof(BTLogRange));
     g_autoptr(GArray) zero_runs = g_array_new(false, false,
@@ -500,7 +528,8 @@ static void bin_iter(BinReader *r, GPtrArray *blocks, GString *out)
     g_autoptr(GString) unmapped_lines = g_string_new(NULL);
     g_autoptr(GString) unmapped_zero_lines = g_string_new(NULL);
     uint64_t n, t_us, dirty, unmapped, zero, sync_us, harvest_us, zero_us;
-    uint64_t nentries;
+    uint64_t nentries, nvcpus;
+    g_autoptr(GString) vcpus = g_string_new("vcpus run-us=");
     int64_t last = -1;
 
     n = bin_varint(r);
@@ -511,6 +540,13 @@ static void bin_iter(BinReader *r, GPtrArray *blocks, GString *out)
     sync_us = bin_varint(r);
     harvest_us = bin_varint(r);
     zero_us = bin_varint(r);
+    if (version >= 4) {
+        nvcpus = bin_varint(r);
+        for (uint64_t v = 0; v < nvcpus; v++) {
+            g_string_append_printf(vcpus, "%s%" PRIu64, v ? "," : "",
+                                   bin_varint(r));
+        }
+    }
     nentries = bin_varint(r);
     for (uint64_t e = 0; e < nentries; e++) {
         uint64_t i = bin_varint(r), flags, ndirty, rank = 0, p;
@@ -566,6 +602,9 @@ static void bin_iter(BinReader *r, GPtrArray *blocks, GString *out)
                            " harvest-us=%" PRIu64 " zero-us=%" PRIu64 "\n",
                            n, t_us / 1000, (int)(t_us % 1000), dirty,
                            unmapped, zero, sync_us, harvest_us, zero_us);
+    if (version >= 4) {
+        g_string_append_printf(out, "%s\n", vcpus->str);
+    }
     put_ranges(out, "pfns", "", merged);
     g_string_append(out, unmapped_lines->str);
     put_ranges(out, "zero", "", zero_merged);
@@ -588,6 +627,7 @@ char *bt_log_binary_to_text(const void *data, size_t len)
     GString *out = g_string_new(NULL);
     BinReader file = { .p = data, .end = (const uint8_t *)data + len };
     bool header = false;
+    uint64_t version = 0;
 
     g_assert_cmpuint(len, >=, BIN_MAGIC_LEN);
     g_assert(!memcmp(data, BIN_MAGIC, BIN_MAGIC_LEN));
@@ -608,7 +648,8 @@ char *bt_log_binary_to_text(const void *data, size_t len)
 
             g_assert_false(header);
             header = true;
-            g_assert_cmpuint(bin_varint(&r), ==, 3);
+            version = bin_varint(&r);
+            g_assert(version == 3 || version == 4);
             qemu = bin_str(&r);
             accel = bin_str(&r);
             page_size = bin_varint(&r);
@@ -616,10 +657,11 @@ char *bt_log_binary_to_text(const void *data, size_t len)
             iterations = bin_varint(&r);
             start = bin_str(&r);
             blocked = bin_str(&r);
-            g_string_append_printf(out, "bitmap-trace v2\nmeta qemu=%s "
+            g_string_append_printf(out, "bitmap-trace v%d\nmeta qemu=%s "
                                    "accel=%s page-size=%" PRIu64
                                    " period-ms=%" PRIu64 " iterations=%"
-                                   PRIu64 " start=%s\n", qemu, accel,
+                                   PRIu64 " start=%s\n",
+                                   (int)version - 1, qemu, accel,
                                    page_size, period, iterations, start);
             if (*blocked) {
                 g_auto(GStrv) reasons = g_strsplit(blocked, "\n", -1);
@@ -653,7 +695,7 @@ char *bt_log_binary_to_text(const void *data, size_t len)
             }
             g_assert(r.p == r.end);
         } else if (type == 'I') {
-            bin_iter(&r, blocks, out);
+            bin_iter(&r, blocks, out, version);
         } else if (type == 'A') {
             BinBlock *b = g_new0(BinBlock, 1);
             uint64_t zero;
@@ -741,9 +783,11 @@ BTLog *bt_log_parse(const char *path, bool need_end)
 
     if (!strcmp(lines[0], "bitmap-trace v1")) {
         log->version = 1;
-    } else {
-        g_assert_cmpstr(lines[0], ==, "bitmap-trace v2");
+    } else if (!strcmp(lines[0], "bitmap-trace v2")) {
         log->version = 2;
+    } else {
+        g_assert_cmpstr(lines[0], ==, "bitmap-trace v3");
+        log->version = 3;
     }
     {
         g_autoptr(GHashTable) h = parse_fields(lines[1], "meta");
@@ -789,6 +833,11 @@ BTLog *bt_log_parse(const char *path, bool need_end)
             finish_iter(cur);
             cur = parse_iter(l, log->iters->len, log->version);
             g_ptr_array_add(log->iters, cur);
+            if (log->version >= 3) {
+                /* v3: the vCPUs' run times, right after the iter line */
+                g_assert_nonnull(lines[i + 1]);
+                parse_vcpus(cur, lines[++i]);
+            }
         } else if (g_str_has_prefix(l, "pfns ")) {
             g_assert_nonnull(cur);
             g_assert_cmpuint(cur->unmapped_pages->len, ==, 0);

@@ -1,5 +1,5 @@
 /*
- * bitmap-trace log (text formats v1 and v2, binary v3) parser for qtests
+ * bitmap-trace log (text formats v1 to v3, binary v3 and v4) parser for qtests
  *
  * The parser is strict: every line must match the format documented in
  * docs/devel/migration/bitmap-trace.rst, and a malformed log fails the test.
@@ -43,11 +43,17 @@ typedef struct BTLogIter {
     GPtrArray *added;       /* names of RAM blocks this sync found added */
     GPtrArray *removed;     /* names of RAM blocks this sync found gone */
     GPtrArray *blocked;     /* migration blockers this sync found new */
+    /*
+     * v3: int64_t per vCPU, by cpu_index: the microseconds its thread ran
+     * in the window (from its start for the baseline); NULL before v3
+     */
+    GArray *vcpu_us;
 } BTLogIter;
 
 typedef struct BTLog {
-    int version;            /* of the text: 1 or 2 */
-    bool binary;            /* a binary log (v3), read as its text (v2) */
+    int version;            /* of the text: 1, 2 or 3 */
+    /* a binary log (v3 or v4), read as its text (v2 or v3) */
+    bool binary;
     char *qemu_version;
     char *accel;
     int64_t page_size;
@@ -69,12 +75,12 @@ typedef struct BTLog {
  * and disjoint, dirty == listed pages, unmapped == listed unmapped pages,
  * and in v2 zero pages a subset of the dirty ones, as many as zero=.
  * When @need_end is true the log must end with an "end" line.  A binary
- * log (format v3) is read as its text.
+ * log (format v3 or v4) is read as its text (v2 or v3).
  */
 BTLog *bt_log_parse(const char *path, bool need_end);
 
 /*
- * The text (format v2) of the binary log (format v3) @data, exactly as
+ * The text (format v2 or v3) of the binary log (v3 or v4) @data, as
  * QEMU would have written it.  Asserts that the binary log is well formed.
  */
 char *bt_log_binary_to_text(const void *data, size_t len);

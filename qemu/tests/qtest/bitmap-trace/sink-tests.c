@@ -69,7 +69,7 @@ static void test_fdset_twice(void)
 
     g_assert_true(g_file_get_contents(path, &text, &len, NULL));
     g_assert_cmpuint(strlen(text), ==, len);
-    g_assert_true(g_str_has_prefix(text, "bitmap-trace v2\n"));
+    g_assert_true(g_str_has_prefix(text, "bitmap-trace v3\n"));
     log = bt_log_parse(path, true);
     g_assert_cmpuint(log->iters->len, ==, 2);
     bt_assert_exact(g_ptr_array_index(log->iters, 1), (uint64_t[]){ 5 }, 1);
