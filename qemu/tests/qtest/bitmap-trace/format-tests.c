@@ -101,7 +101,7 @@ static void test_binary_bitmap(void)
 static char *mask_times(const char *text)
 {
     g_autoptr(GRegex) re = g_regex_new("(t-ms|sync-us|harvest-us|zero-us|"
-                                       "start)=\\S*", 0, 0, NULL);
+                                       "run-us|start)=\\S*", 0, 0, NULL);
 
     return g_regex_replace_literal(re, text, -1, 0, "\\1=X", 0, NULL);
 }
@@ -151,8 +151,63 @@ static void test_binary_same_as_text(void)
     g_assert_cmpstr(binary, ==, text);
 }
 
+/*
+ * The vcpus line (text v3, binary v4): each iteration gives one run time
+ * per vCPU, in cpu_index order, and a vCPU plugged during the trace is in
+ * the list from the first sync that finds it on.  Under the qtest
+ * accelerator a vCPU thread only waits for signals, so every run time is
+ * a few milliseconds at most, the baseline (from the threads' start)
+ * included.
+ */
+static void test_vcpus(const void *opaque)
+{
+    BTFixture fx = bt_fixture("-M pc -nodefaults -m 32M "
+                              "-smp 2,maxcpus=3,sockets=1,cores=3,threads=1",
+                              "vcpus", opaque);
+    g_autoptr(BTLog) log = NULL;
+    int64_t before, after;
+    guint three = 0;
+
+    bt_fixture_start(&fx, 100000, 10);
+    bt_await_completed(fx.qts, 2);
+    before = bt_completed(fx.qts);
+    qtest_qmp_assert_success(fx.qts, "{'execute': 'device_add', "
+                             "'arguments': {'driver': 'qemu64-x86_64-cpu', "
+                             "'id': 'cpu2', 'socket-id': 0, 'core-id': 2, "
+                             "'thread-id': 0}}");
+    /* iteration after + 1 may have synced before the plug, not later ones */
+    after = bt_completed(fx.qts);
+    bt_await_completed(fx.qts, after + 3);
+    qobject_unref(bt_stop(fx.qts));
+
+    log = bt_fixture_log(&fx);
+    g_assert_cmpint(log->version, ==, 3);
+    for (guint n = 0; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+
+        g_assert_nonnull(it->vcpu_us);
+        if (n <= before) {
+            g_assert_cmpuint(it->vcpu_us->len, ==, 2);
+        } else if (n >= after + 2) {
+            g_assert_cmpuint(it->vcpu_us->len, ==, 3);
+        } else {
+            g_assert_cmpuint(it->vcpu_us->len, >=, three ? 3 : 2);
+            g_assert_cmpuint(it->vcpu_us->len, <=, 3);
+        }
+        three += it->vcpu_us->len == 3;
+        for (guint v = 0; v < it->vcpu_us->len; v++) {
+            g_assert_cmpint(g_array_index(it->vcpu_us, int64_t, v), >=, 0);
+            g_assert_cmpint(g_array_index(it->vcpu_us, int64_t, v), <=,
+                            5000);
+        }
+    }
+    g_assert_cmpuint(three, >=, 2);
+    bt_fixture_end(&fx);
+}
+
 void bt_add_format_tests(void)
 {
+    bt_add_formats("/bitmap-trace/format/vcpus", test_vcpus);
     qtest_add_func("/bitmap-trace/format/bitmap/binary", test_binary_bitmap);
     qtest_add_func("/bitmap-trace/format/same-as-text",
                    test_binary_same_as_text);

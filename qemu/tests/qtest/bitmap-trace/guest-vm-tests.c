@@ -413,6 +413,91 @@ static void test_guest_ended_while_stopped(const void *opaque)
     guest_cleanup(&vm);
 }
 
+/*
+ * What each vCPU ran, against a guest whose busy time is known.  vCPU 0
+ * runs the guest's loop, which never halts (interrupts off, no I/O): it
+ * runs whenever the host lets it.  vCPU 1, plugged during the trace,
+ * waits for a start-up IPI that nobody sends: it is halted throughout
+ * (TCG: its thread sleeps on its halt condition; KVM: in KVM_RUN, blocked
+ * in the kernel).  So in each window vCPU 0's run time is at most the
+ * window (plus the sync, in which it parks) and, summed over the trace,
+ * at least 30 % of it: the thread has a host core to itself unless the
+ * host is loaded more than that.  vCPU 1's thread only wakes up to park
+ * and to leave the park, twice a window, tens of microseconds each (KVM's
+ * halt polling adds at most its halt_poll_ns, 200 us by default, per
+ * wake-up): at most 1 ms a window, plus 2 % of the window for what we did
+ * not think of (4 ms of a 200 ms window; the last window, cut short by
+ * state=false, may last a few ms only).  Recording
+ * wall time instead would give vCPU 1 the whole window; recording nothing,
+ * vCPU 0 none of it.  The list has one entry per vCPU before the plug and
+ * two from the first sync after it.
+ */
+static void test_guest_vcpu_run(const void *opaque)
+{
+    GuestAccel accel = GPOINTER_TO_INT(opaque);
+    GuestVM vm = { 0 };
+    g_autofree char *skip = guest_boot_args(&vm, accel, &one_block, 1,
+        "-smp 1,maxcpus=2,sockets=1,cores=2,threads=1");
+    g_autoptr(BTLog) log = NULL;
+    int64_t before, after, window_sum = 0, run_sum = 0, halted_max = 0;
+    const int64_t period_ms = 200;
+
+    if (skip) {
+        g_test_skip(skip);
+        guest_cleanup(&vm);
+        return;
+    }
+    qtest_qmp_assert_success(vm.qts,
+        "{'execute': 'bitmap-trace', 'arguments': {"
+        " 'state': true, 'filename': %s, 'iterations': 100000,"
+        " 'period': %" PRId64 " }}", vm.log_path, period_ms);
+    bt_await_completed(vm.qts, 2);
+    before = bt_completed(vm.qts);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'device_add', "
+                             "'arguments': {'driver': 'qemu64-x86_64-cpu', "
+                             "'id': 'cpu1', 'socket-id': 0, 'core-id': 1, "
+                             "'thread-id': 0}}");
+    after = bt_completed(vm.qts);
+    bt_await_completed(vm.qts, after + 6);
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
+                             "'arguments': {'state': false}}");
+    qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+
+    log = bt_log_parse(vm.log_path, true);
+    g_assert_cmpint(log->version, ==, 3);
+    for (guint n = 1; n < log->iters->len; n++) {
+        const BTLogIter *it = g_ptr_array_index(log->iters, n);
+        const BTLogIter *prev = g_ptr_array_index(log->iters, n - 1);
+        int64_t window = (int64_t)((it->t_ms - prev->t_ms) * 1000 + 0.5);
+        int64_t run0;
+
+        g_assert_nonnull(it->vcpu_us);
+        g_assert_cmpuint(it->vcpu_us->len, ==,
+                         n <= before ? 1 : n >= after + 2 ? 2 :
+                         it->vcpu_us->len);
+        run0 = g_array_index(it->vcpu_us, int64_t, 0);
+        g_assert_cmpint(run0, >=, 0);
+        g_assert_cmpint(run0, <=, window + it->sync_us + 1000);
+        window_sum += window;
+        run_sum += run0;
+        if (it->vcpu_us->len == 2) {
+            int64_t run1 = g_array_index(it->vcpu_us, int64_t, 1);
+
+            /* the first window holds the new thread's start-up */
+            g_assert_cmpint(run1, <=, window + it->sync_us + 1000);
+            if (n >= after + 3) {
+                g_assert_cmpint(run1, <=, 1000 + window / 50);
+                halted_max = MAX(halted_max, run1);
+            }
+        }
+    }
+    g_assert_cmpint(run_sum, >=, window_sum * 3 / 10);
+    bt_msg("%s: the spinning vCPU ran %" PRId64 " of %" PRId64 " us, "
+           "the halted one at most %" PRId64 " us a window",
+           accel_name(accel), run_sum, window_sum, halted_max);
+    guest_cleanup(&vm);
+}
+
 void bt_add_guest_vm_tests(void)
 {
     static const GuestAccel accels[] = { GUEST_ACCEL_TCG, GUEST_ACCEL_KVM };
@@ -432,6 +517,8 @@ void bt_add_guest_vm_tests(void)
     for (size_t i = 0; i < ARRAY_SIZE(accels); i++) {
         guest_add_case("/bitmap-trace/guest-vm/round-cost", accels[i],
                        test_guest_round_cost);
+        guest_add_case("/bitmap-trace/guest-vm/vcpu-run", accels[i],
+                       test_guest_vcpu_run);
     }
     for (size_t i = 0; i < ARRAY_SIZE(guest_accels); i++) {
         guest_add_case("/bitmap-trace/guest-vm/ended-while-stopped",
