@@ -9,6 +9,6 @@ set -uo pipefail
 make -s -C "$top" docs || fail "the manual does not build with -W"
 html=$build/docs-obj/docs/manual/devel/migration/bitmap-trace.html
 qmp=$build/docs-obj/docs/manual/interop/qemu-qmp-ref.html
-grep -q 'Log format, version 2' "$html" || fail "$html lacks the log format"
+grep -q 'Log format, version 3' "$html" || fail "$html lacks the log format"
 grep -q 'query-bitmap-trace' "$qmp" || fail "$qmp lacks query-bitmap-trace"
 echo "the manual builds with -W; bitmap-trace.html and the QMP reference have the series"
