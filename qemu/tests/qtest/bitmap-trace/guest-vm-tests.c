@@ -414,21 +414,55 @@ static void test_guest_ended_while_stopped(const void *opaque)
 }
 
 /*
+ * The CPU time, in ns, of the thread of QEMU @pid named @comm (QEMU runs
+ * with -name debug-threads=on), as the scheduler counts it: the first
+ * field of /proc/PID/task/TID/schedstat.  -1 if there is no such thread.
+ */
+static int64_t thread_cpu_ns(pid_t pid, const char *comm)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/task", (int)pid);
+    g_autoptr(GDir) tasks = g_dir_open(dir, 0, NULL);
+    const char *tid;
+
+    g_assert_nonnull(tasks);
+    while ((tid = g_dir_read_name(tasks))) {
+        g_autofree char *comm_path = g_build_filename(dir, tid, "comm", NULL);
+        g_autofree char *stat_path = g_build_filename(dir, tid, "schedstat",
+                                                      NULL);
+        g_autofree char *name = NULL;
+        g_autofree char *stat = NULL;
+
+        if (g_file_get_contents(comm_path, &name, NULL, NULL) &&
+            !strcmp(g_strchomp(name), comm)) {
+            g_assert_true(g_file_get_contents(stat_path, &stat, NULL, NULL));
+            return g_ascii_strtoll(stat, NULL, 10);
+        }
+    }
+    return -1;
+}
+
+/*
  * What each vCPU ran, against a guest whose busy time is known.  vCPU 0
  * runs the guest's loop, which never halts (interrupts off, no I/O): it
  * runs whenever the host lets it.  vCPU 1, plugged during the trace,
  * waits for a start-up IPI that nobody sends: it is halted throughout
  * (TCG: its thread sleeps on its halt condition; KVM: in KVM_RUN, blocked
- * in the kernel).  So in each window vCPU 0's run time is at most the
- * window (plus the sync, in which it parks) and, summed over the trace,
- * at least 30 % of it: the thread has a host core to itself unless the
- * host is loaded more than that.  vCPU 1's thread only wakes up to park
- * and to leave the park, twice a window, tens of microseconds each (KVM's
- * halt polling adds at most its halt_poll_ns, 200 us by default, per
- * wake-up): at most 1 ms a window, plus 2 % of the window for what we did
- * not think of (4 ms of a 200 ms window; the last window, cut short by
- * state=false, may last a few ms only).  Recording
- * wall time instead would give vCPU 1 the whole window; recording nothing,
+ * in the kernel).
+ *
+ * vCPU 0: its run times over windows 1 to N add up to its thread's CPU
+ * time from the baseline's sync to the last one.  The test reads that
+ * time itself, as the scheduler counts it, before the trace starts and
+ * after it ended; the sum lies between that difference less what the
+ * vCPU can have run in the two gaps (at most their wall time, measured
+ * around the commands) and the difference itself, with 1 ms for rounding.
+ * That holds however loaded the host is.  Each window's time is at most
+ * the window plus the sync, in which it parks.
+ *
+ * vCPU 1's thread only wakes up to park and to leave the park, twice a
+ * window, tens of microseconds each (KVM's halt polling adds at most its
+ * halt_poll_ns, 200 us by default, per wake-up): at most 1 ms a window,
+ * plus 2 % of the window for what we did not think of.  Recording wall
+ * time instead would give vCPU 1 the whole window; recording nothing,
  * vCPU 0 none of it.  The list has one entry per vCPU before the plug and
  * two from the first sync after it.
  */
@@ -437,20 +471,29 @@ static void test_guest_vcpu_run(const void *opaque)
     GuestAccel accel = GPOINTER_TO_INT(opaque);
     GuestVM vm = { 0 };
     g_autofree char *skip = guest_boot_args(&vm, accel, &one_block, 1,
-        "-smp 1,maxcpus=2,sockets=1,cores=2,threads=1");
+        "-smp 1,maxcpus=2,sockets=1,cores=2,threads=1 "
+        "-name debug-threads=on");
+    const char *comm = accel == GUEST_ACCEL_TCG ? "CPU 0/TCG" : "CPU 0/KVM";
     g_autoptr(BTLog) log = NULL;
-    int64_t before, after, window_sum = 0, run_sum = 0, halted_max = 0;
+    int64_t before, after, run_sum = 0, halted_max = 0;
+    int64_t cpu_start, cpu_end, gap_us, t;
     const int64_t period_ms = 200;
+    pid_t pid;
 
     if (skip) {
         g_test_skip(skip);
         guest_cleanup(&vm);
         return;
     }
+    pid = qtest_pid(vm.qts);
+    t = g_get_monotonic_time();
+    cpu_start = thread_cpu_ns(pid, comm);
+    g_assert_cmpint(cpu_start, >, 0);
     qtest_qmp_assert_success(vm.qts,
         "{'execute': 'bitmap-trace', 'arguments': {"
         " 'state': true, 'filename': %s, 'iterations': 100000,"
         " 'period': %" PRId64 " }}", vm.log_path, period_ms);
+    gap_us = g_get_monotonic_time() - t;
     bt_await_completed(vm.qts, 2);
     before = bt_completed(vm.qts);
     qtest_qmp_assert_success(vm.qts, "{'execute': 'device_add', "
@@ -459,9 +502,12 @@ static void test_guest_vcpu_run(const void *opaque)
                              "'thread-id': 0}}");
     after = bt_completed(vm.qts);
     bt_await_completed(vm.qts, after + 6);
+    t = g_get_monotonic_time();
     qtest_qmp_assert_success(vm.qts, "{'execute': 'bitmap-trace', "
                              "'arguments': {'state': false}}");
     qobject_unref(qtest_qmp_eventwait_ref(vm.qts, "BITMAP_TRACE_COMPLETED"));
+    cpu_end = thread_cpu_ns(pid, comm);
+    gap_us += g_get_monotonic_time() - t;
 
     log = bt_log_parse(vm.log_path, true);
     g_assert_cmpint(log->version, ==, 3);
@@ -478,7 +524,6 @@ static void test_guest_vcpu_run(const void *opaque)
         run0 = g_array_index(it->vcpu_us, int64_t, 0);
         g_assert_cmpint(run0, >=, 0);
         g_assert_cmpint(run0, <=, window + it->sync_us + 1000);
-        window_sum += window;
         run_sum += run0;
         if (it->vcpu_us->len == 2) {
             int64_t run1 = g_array_index(it->vcpu_us, int64_t, 1);
@@ -491,10 +536,13 @@ static void test_guest_vcpu_run(const void *opaque)
             }
         }
     }
-    g_assert_cmpint(run_sum, >=, window_sum * 3 / 10);
-    bt_msg("%s: the spinning vCPU ran %" PRId64 " of %" PRId64 " us, "
-           "the halted one at most %" PRId64 " us a window",
-           accel_name(accel), run_sum, window_sum, halted_max);
+    g_assert_cmpint(run_sum, <=, (cpu_end - cpu_start) / 1000 + 1000);
+    g_assert_cmpint(run_sum, >=, (cpu_end - cpu_start) / 1000 - gap_us - 1000);
+    bt_msg("%s: the spinning vCPU ran %" PRId64 " us in the windows, its "
+           "thread %" PRId64 " us from before to after the trace (gaps "
+           "%" PRId64 " us); the halted one at most %" PRId64 " us a window",
+           accel_name(accel), run_sum, (cpu_end - cpu_start) / 1000, gap_us,
+           halted_max);
     guest_cleanup(&vm);
 }
 
