@@ -670,7 +670,8 @@ static bool bitmap_trace_changed(BitmapTrace *bt)
  * time the host gave other threads.  A thread that runs several vCPUs
  * (single-threaded TCG) has its time split equally among them.  A vCPU not
  * seen at the round before (the baseline, a vCPU plugged since) counts
- * from its thread's start.  A vCPU being unplugged is not listed.
+ * from its thread's start, or from the round before if its thread ran
+ * other vCPUs then.  A vCPU being unplugged is not listed.
  */
 static int64_t bitmap_trace_thread_ns(QemuThread *thread)
 {
@@ -718,12 +719,17 @@ static void bitmap_trace_read_vcpus(BitmapTrace *bt, BitmapTraceRound *r)
         BitmapTraceVcpu *v = &g_array_index(now, BitmapTraceVcpu, i);
         int64_t last = 0, us;
         unsigned sharing = 0;
+        bool seen = false;
 
         for (guint j = 0; bt->vcpu_last && j < bt->vcpu_last->len; j++) {
             BitmapTraceVcpu *l = &g_array_index(bt->vcpu_last,
                                                 BitmapTraceVcpu, j);
 
             if (l->cpu == v->cpu && l->index == v->index) {
+                last = l->ns;
+                seen = true;
+            } else if (!seen && l->thread == v->thread) {
+                /* a vCPU new to a thread that runs others */
                 last = l->ns;
             }
         }
