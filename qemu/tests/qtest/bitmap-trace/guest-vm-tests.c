@@ -465,15 +465,22 @@ static int64_t thread_cpu_ns(pid_t pid, const char *comm)
  * time instead would give vCPU 1 the whole window; recording nothing,
  * vCPU 0 none of it.  The list has one entry per vCPU before the plug and
  * two from the first sync after it.
+ *
+ * With @single (single-threaded TCG) one thread runs both vCPUs: each
+ * gets half of its time, the same number, and what the windows give adds
+ * up to the thread's time as above.
  */
-static void test_guest_vcpu_run(const void *opaque)
+static void vcpu_run(GuestAccel accel, bool single)
 {
-    GuestAccel accel = GPOINTER_TO_INT(opaque);
     GuestVM vm = { 0 };
     g_autofree char *skip = guest_boot_args(&vm, accel, &one_block, 1,
-        "-smp 1,maxcpus=2,sockets=1,cores=2,threads=1 "
-        "-name debug-threads=on");
-    const char *comm = accel == GUEST_ACCEL_TCG ? "CPU 0/TCG" : "CPU 0/KVM";
+        single ? "-accel tcg,thread=single "
+                 "-smp 1,maxcpus=2,sockets=1,cores=2,threads=1 "
+                 "-name debug-threads=on" :
+                 "-smp 1,maxcpus=2,sockets=1,cores=2,threads=1 "
+                 "-name debug-threads=on");
+    const char *comm = single ? "ALL CPUs/TCG" :
+                       accel == GUEST_ACCEL_TCG ? "CPU 0/TCG" : "CPU 0/KVM";
     g_autoptr(BTLog) log = NULL;
     int64_t before, after, run_sum = 0, halted_max = 0;
     int64_t cpu_start, cpu_end, gap_us, t;
@@ -530,7 +537,10 @@ static void test_guest_vcpu_run(const void *opaque)
 
             /* the first window holds the new thread's start-up */
             g_assert_cmpint(run1, <=, window + it->sync_us + 1000);
-            if (n >= after + 3) {
+            if (single) {
+                g_assert_cmpint(run1, ==, run0);
+                run_sum += run1;
+            } else if (n >= after + 3) {
                 g_assert_cmpint(run1, <=, 1000 + window / 50);
                 halted_max = MAX(halted_max, run1);
             }
@@ -538,12 +548,22 @@ static void test_guest_vcpu_run(const void *opaque)
     }
     g_assert_cmpint(run_sum, <=, (cpu_end - cpu_start) / 1000 + 1000);
     g_assert_cmpint(run_sum, >=, (cpu_end - cpu_start) / 1000 - gap_us - 1000);
-    bt_msg("%s: the spinning vCPU ran %" PRId64 " us in the windows, its "
-           "thread %" PRId64 " us from before to after the trace (gaps "
-           "%" PRId64 " us); the halted one at most %" PRId64 " us a window",
-           accel_name(accel), run_sum, (cpu_end - cpu_start) / 1000, gap_us,
-           halted_max);
+    bt_msg("%s%s: the vCPUs of thread %s ran %" PRId64 " us in the "
+           "windows, the thread %" PRId64 " us from before to after the "
+           "trace (gaps %" PRId64 " us); the halted vCPU at most %" PRId64
+           " us a window", accel_name(accel), single ? " single" : "", comm,
+           run_sum, (cpu_end - cpu_start) / 1000, gap_us, halted_max);
     guest_cleanup(&vm);
+}
+
+static void test_guest_vcpu_run(const void *opaque)
+{
+    vcpu_run(GPOINTER_TO_INT(opaque), false);
+}
+
+static void test_guest_vcpu_run_single(const void *opaque)
+{
+    vcpu_run(GUEST_ACCEL_TCG, true);
 }
 
 void bt_add_guest_vm_tests(void)
@@ -560,6 +580,8 @@ void bt_add_guest_vm_tests(void)
     }
     qtest_add_data_func("/bitmap-trace/guest-vm/record-replay/tcg", NULL,
                         test_guest_record);
+    qtest_add_data_func("/bitmap-trace/guest-vm/vcpu-run/tcg-single", NULL,
+                        test_guest_vcpu_run_single);
     qtest_add_func("/bitmap-trace/guest-vm/dirty-limit/kvm-dirty-ring",
                    test_guest_dirty_limit);
     for (size_t i = 0; i < ARRAY_SIZE(accels); i++) {

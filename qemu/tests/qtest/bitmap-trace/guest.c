@@ -457,8 +457,9 @@ gint cmp_int64(gconstpointer a, gconstpointer b)
 }
 
 /*
- * Boot the guest on @ncpus vCPUs, with @extra on QEMU's command line, and
- * wait for the first full pass of each.  A subprocess takes the directory
+ * Boot the guest on @ncpus vCPUs, with @extra on QEMU's command line (its
+ * -accel, if it has one, instead of @accel's), and wait for the first full
+ * pass of each.  A subprocess takes the directory
  * its parent made (BT_GUEST_DIR).  Returns a reason to skip the case, or
  * NULL.
  */
@@ -488,6 +489,7 @@ char *guest_boot_args(GuestVM *vm, GuestAccel accel,
                                       ncpus, ncpus) : g_strdup("");
     vm->qts = qtest_initf("-M pc -nodefaults %s %s %s %s "
                           "-serial file:%s -drive file=%s,format=raw",
+                          strstr(extra, "-accel ") ? "" :
                           accel_args(accel, ncpus), smp, l->machine_args,
                           extra, vm->serial, vm->image);
 
