@@ -1,0 +1,233 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# The README's "With libvirt" section, run as written against a real libvirt
+# daemon (Debian's libvirtd, make deps) that this test starts and stops.
+#
+# A private libvirtd runs as root in system mode (its own sockets and pid
+# file in the scratch directory; the QEMU driver's state under /run/libvirt
+# and /var/lib/libvirt as usual) with virtlogd, which it needs for QEMU's
+# output.  A transient domain "vm1" whose <emulator> is the built QEMU runs
+# the demo's guest under TCG, as the system user libvirt-qemu: libvirt
+# confines QEMU, so the log is a file the test owns that QEMU can only reach
+# through the descriptor passed with --pass-fds.  Each ```sh block of the
+# README section then runs with bash -e and only these substitutions:
+#     /var/tmp/vm1-dirty.log    -> a log in the scratch directory
+#     qemu+ssh://host2/system   -> this daemon (the refusal comes first)
+#     scripts/bt-report         -> the repository's
+# and LIBVIRT_DEFAULT_URI naming this daemon.  Checked: the log parses with
+# the analyzer, has every iteration and ends "completed"; the event came
+# through qemu-monitor-event; virsh migrate failed with bitmap-trace's
+# blocker while the trace ran.  Afterwards: virsh migrate gets past the
+# blockers (libvirt then refuses only because the target is this host),
+# virsh save (libvirt's own QEMU migration, to a file) completes and virsh
+# restore resumes the guest; domstate, shutdown and destroy work.
+#
+# BT_LIBVIRT_KEEP=1 keeps the scratch directory (daemon logs, console).
+
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+need_qemu
+[ "$(id -u)" = 0 ] || skip "needs root: starts libvirtd in system mode"
+for tool in /usr/sbin/libvirtd /usr/sbin/virtlogd virsh; do
+    command -v "$tool" >/dev/null || skip "$tool not installed (make deps)"
+done
+"$py" -c 'import libvirt' 2>/dev/null || skip "python3-libvirt not installed (make deps)"
+getent passwd libvirt-qemu >/dev/null ||
+    skip "no system user libvirt-qemu (make deps creates it)"
+for pidf in /run/libvirtd.pid /run/libvirt/libvirtd.pid /run/libvirt/virtqemud.pid; do
+    if [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+        skip "a libvirt daemon already runs here ($pidf): this test starts its own"
+    fi
+done
+need_guest
+use_tmp
+
+# QEMU runs as libvirt-qemu, which may not reach into the build tree (a
+# checkout under /root): stage the binary, the option ROMs -kernel needs
+# (found in ../share/qemu next to the binary) and the guest where it can.
+chmod 755 "$tmp"
+mkdir -p "$tmp/bin" "$tmp/share/qemu" "$tmp/guest" "$tmp/sock"
+cp "$(readlink -f "$qemu")" "$tmp/bin/qemu-system-x86_64"
+cp "$build"/obj/pc-bios/optionrom/*.bin "$tmp/share/qemu/"
+cp "$build/guest/vmlinuz" "$build/guest/initramfs.cpio.gz" "$tmp/guest/"
+chmod -R a+rX "$tmp/bin" "$tmp/share" "$tmp/guest"
+
+cat > "$tmp/libvirtd.conf" <<EOF
+unix_sock_dir = "$tmp/sock"
+log_outputs = "3:file:$tmp/libvirtd.log"
+EOF
+
+daemons=()
+stop_daemons() {
+    local pid i
+    for pid in "${daemons[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || continue
+        for i in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+# the domain dies with the daemon's destroy; a leftover QEMU would not
+cleanup() {
+    virsh destroy vm1 >/dev/null 2>&1 || true
+    stop_daemons
+}
+if [ -n "${BT_LIBVIRT_KEEP:-}" ]; then
+    trap 'cleanup; echo "kept $tmp"' EXIT
+else
+    trap 'cleanup; rm -rf "$tmp"' EXIT
+fi
+
+/usr/sbin/virtlogd --pid-file "$tmp/virtlogd.pid" 2>>"$tmp/virtlogd.err" &
+daemons+=($!)
+/usr/sbin/libvirtd --config "$tmp/libvirtd.conf" --pid-file "$tmp/libvirtd.pid" \
+    2>>"$tmp/libvirtd.err" &
+daemons=($! "${daemons[@]}")
+
+export LIBVIRT_DEFAULT_URI="qemu:///system?socket=$tmp/sock/libvirt-sock"
+uri=$LIBVIRT_DEFAULT_URI
+# libvirtd probes the emulator's capabilities (QMP) at the first create;
+# until then it must only answer
+for _ in $(seq 300); do
+    virsh -q list >/dev/null 2>&1 && break
+    kill -0 "${daemons[0]}" 2>/dev/null || { tail -n 20 "$tmp/libvirtd.log"; fail "libvirtd exited"; }
+    sleep 0.1
+done
+virsh -q list >/dev/null || fail "libvirtd does not answer on $uri"
+
+cat > "$tmp/vm1.xml" <<EOF
+<domain type='qemu'>
+  <name>vm1</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$tmp/guest/vmlinuz</kernel>
+    <initrd>$tmp/guest/initramfs.cpio.gz</initrd>
+    <cmdline>console=ttyS0 panic=-1 quiet bt.wss=32 bt.rate=64 bt.report=1</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <emulator>$tmp/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' model='none'/>
+    <serial type='file'><source path='$tmp/console.log' append='on'/><target port='0'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+t0=$SECONDS
+if ! virsh create "$tmp/vm1.xml" >"$tmp/create.out" 2>&1; then
+    cat "$tmp/create.out"
+    tail -n 20 "$tmp/libvirtd.log"
+    fail "virsh create failed"
+fi
+echo "libvirt: vm1 created in $((SECONDS - t0)) s"
+qemu_pid=$(cat /run/libvirt/qemu/vm1.pid)
+[ "$(ps -o user= -p "$qemu_pid")" = libvirt-qemu ] ||
+    fail "QEMU runs as $(ps -o user= -p "$qemu_pid"), not libvirt-qemu"
+# the workload reports once a second: the guest has booted
+for _ in $(seq 600); do
+    grep -aq '^bt-workload:' "$tmp/console.log" 2>/dev/null && break
+    sleep 0.2
+done
+grep -aq '^bt-workload:' "$tmp/console.log" ||
+    { tail -n 20 "$tmp/console.log"; fail "the guest did not start its workload in 120 s"; }
+echo "libvirt: guest running its workload after $((SECONDS - t0)) s"
+
+# The README's blocks, with the substitutions above
+awk '/^## With libvirt/ { in_s = 1; next }
+     /^## / { in_s = 0 }
+     in_s && /^```sh/ { n++; f = sprintf("'"$tmp"'/block%d.sh", n); next }
+     in_s && /^```/ { f = ""; next }
+     f != "" { print > f }' "$top/README.md"
+[ -s "$tmp/block1.sh" ] && [ -s "$tmp/block2.sh" ] && [ ! -e "$tmp/block3.sh" ] ||
+    fail "README's libvirt section: expected two sh blocks"
+
+run_block() {       # N LOG: run block N writing LOG; its transcript in blockN.out
+    local n=$1 log=$2
+    sed -e "s|/var/tmp/vm1-dirty.log|$log|g" \
+        -e "s|qemu+ssh://host2/system|$uri|g" \
+        -e "s|^scripts/bt-report|$top/scripts/bt-report|" \
+        -e 's|^virsh migrate |! virsh migrate |' \
+        "$tmp/block$n.sh" > "$tmp/block$n.run"
+    t0=$SECONDS
+    if ! (cd "$tmp" && timeout 600 bash -e -x "$tmp/block$n.run") >"$tmp/block$n.out" 2>&1; then
+        cat "$tmp/block$n.out"
+        fail "README libvirt block $n failed"
+    fi
+    echo "libvirt: README block $n ran in $((SECONDS - t0)) s"
+}
+
+check_log() {       # LOG ITERATIONS
+    PYTHONPATH=$top/analyzer "$py" - "$1" "$2" <<'EOF' || fail "log $1"
+import sys
+from btrace.parse import parse
+log = parse(sys.argv[1])
+want = int(sys.argv[2])
+measured = len(log.iters) - 1
+assert measured == want, f'{measured} measured iterations, not {want}'
+assert log.end and log.end['status'] == 'completed', f'end line: {log.end}'
+print(f'libvirt: {sys.argv[1]}: {measured} iterations, end {log.end["status"]}')
+EOF
+}
+# --- block 1: QMP, the event, migration refused --------------------------
+run_block 1 "$tmp/qmp.log"
+out=$tmp/block1.out
+grep -q 'error: .*Live migration disabled: bitmap-trace in progress' "$out" ||
+    { cat "$out"; fail "virsh migrate was not refused with bitmap-trace's blocker"; }
+grep -q 'BITMAP_TRACE_COMPLETED.*"status":"completed"' "$out" ||
+    { cat "$out"; fail "no BITMAP_TRACE_COMPLETED (completed) through qemu-monitor-event"; }
+grep -qi 'completed' <(sed -n '/info bitmap_trace/,$p' "$out") ||
+    { cat "$out"; fail "info bitmap_trace does not say completed"; }
+[ "$(stat -c %U "$tmp/qmp.log")" = root ] || fail "the log is not the test's own file"
+iters=$(grep -o '"iterations":[0-9]*' "$tmp/block1.sh" | cut -d: -f2)
+check_log "$tmp/qmp.log" "$iters"
+grep -q 'pre-copy prediction' "$out" || fail "bt-report printed no prediction"
+
+# --- block 2: HMP ----------------------------------------------------------
+run_block 2 "$tmp/hmp.log"
+out=$tmp/block2.out
+grep -q 'BITMAP_TRACE_COMPLETED.*"status":"completed"' "$out" ||
+    { cat "$out"; fail "no BITMAP_TRACE_COMPLETED after the HMP trace"; }
+iters=$(grep -o "bitmap-trace on [^ ]* [0-9]*" "$tmp/block2.sh" | awk '{print $4}')
+check_log "$tmp/hmp.log" "$iters"
+
+# --- after the trace: migration, and libvirt still manages the domain --------
+if virsh migrate --live vm1 "$uri" >"$tmp/migrate.out" 2>&1; then
+    fail "virsh migrate to this very host succeeded?"
+fi
+if grep -q 'bitmap-trace' "$tmp/migrate.out"; then
+    cat "$tmp/migrate.out"; fail "migration still blocked after the trace"
+fi
+grep -q 'same host' "$tmp/migrate.out" ||
+    { cat "$tmp/migrate.out"; fail "virsh migrate after the trace: unexpected error"; }
+echo "libvirt: after the trace virsh migrate passes the blockers: $(cat "$tmp/migrate.out")"
+t0=$SECONDS
+virsh save vm1 "$tmp/vm1.save" >"$tmp/save.out" 2>&1 ||
+    { cat "$tmp/save.out"; fail "virsh save (a QEMU migration to a file) failed"; }
+[ "$(virsh list --all --name | grep -c '^vm1$')" = 0 ] || fail "vm1 still listed after save"
+virsh restore "$tmp/vm1.save" >"$tmp/restore.out" 2>&1 ||
+    { cat "$tmp/restore.out"; fail "virsh restore failed"; }
+echo "libvirt: virsh save + restore (QEMU migration to a file and back) in $((SECONDS - t0)) s"
+[ "$(virsh domstate vm1)" = running ] || fail "vm1 is $(virsh domstate vm1) after restore"
+qemu_pid=$(cat /run/libvirt/qemu/vm1.pid)
+lines=$(grep -ac '^bt-workload:' "$tmp/console.log" || true)
+for _ in $(seq 100); do
+    [ "$(grep -ac "^bt-workload:" "$tmp/console.log" || true)" -gt "$lines" ] && break
+    sleep 0.2
+done
+[ "$(grep -ac "^bt-workload:" "$tmp/console.log" || true)" -gt "$lines" ] ||
+    fail "the restored guest's workload does not report"
+virsh qemu-monitor-command vm1 '{"execute":"query-bitmap-trace"}' | grep -q '"status":"none"' ||
+    fail "the restored QEMU should have no trace"
+virsh shutdown vm1 >/dev/null || fail "virsh shutdown failed"
+virsh destroy vm1 >/dev/null || fail "virsh destroy failed"
+if virsh domstate vm1 >/dev/null 2>&1; then
+    fail "transient vm1 still exists after destroy"
+fi
+kill -0 "$qemu_pid" 2>/dev/null && fail "QEMU $qemu_pid still runs after destroy"
+echo "libvirt: domstate, shutdown, destroy: ok"
