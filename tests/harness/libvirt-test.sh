@@ -52,7 +52,11 @@ mkdir -p "$tmp/bin" "$tmp/share/qemu" "$tmp/guest" "$tmp/sock"
 cp "$(readlink -f "$qemu")" "$tmp/bin/qemu-system-x86_64"
 cp "$build"/obj/pc-bios/optionrom/*.bin "$tmp/share/qemu/"
 cp "$build/guest/vmlinuz" "$build/guest/initramfs.cpio.gz" "$tmp/guest/"
-chmod -R a+rX "$tmp/bin" "$tmp/share" "$tmp/guest"
+# and bt-trace, for the ordinary user of qemu:///session
+mkdir -p "$tmp/tree/scripts" "$tmp/tree/analyzer"
+cp "$top/scripts/bt-trace" "$tmp/tree/scripts/"
+cp -r "$top/analyzer/btrace" "$tmp/tree/analyzer/"
+chmod -R a+rX "$tmp/bin" "$tmp/share" "$tmp/guest" "$tmp/tree"
 
 cat > "$tmp/libvirtd.conf" <<EOF
 unix_sock_dir = "$tmp/sock"
@@ -74,6 +78,10 @@ stop_daemons() {
 # the domain dies with the daemon's destroy; a leftover QEMU would not
 cleanup() {
     virsh destroy vm1 >/dev/null 2>&1 || true
+    [ -z "${sess:-}" ] || as_user virsh -c qemu:///session destroy vm2 >/dev/null 2>&1 || true
+    if [ -s "${sess:-/nonexistent}/run/libvirt/virtlogd.pid" ]; then
+        daemons+=("$(cat "$sess/run/libvirt/virtlogd.pid")")
+    fi
     stop_daemons
 }
 if [ -n "${BT_LIBVIRT_KEEP:-}" ]; then
@@ -144,14 +152,14 @@ awk '/^## With libvirt/ { in_s = 1; next }
      in_s && /^```sh/ { n++; f = sprintf("'"$tmp"'/block%d.sh", n); next }
      in_s && /^```/ { f = ""; next }
      f != "" { print > f }' "$top/README.md"
-[ -s "$tmp/block1.sh" ] && [ -s "$tmp/block2.sh" ] && [ ! -e "$tmp/block3.sh" ] ||
-    fail "README's libvirt section: expected two sh blocks"
+[ -s "$tmp/block1.sh" ] && [ -s "$tmp/block2.sh" ] && [ -s "$tmp/block3.sh" ] &&
+    [ ! -e "$tmp/block4.sh" ] || fail "README's libvirt section: expected three sh blocks"
 
 run_block() {       # N LOG: run block N writing LOG; its transcript in blockN.out
     local n=$1 log=$2
     sed -e "s|/var/tmp/vm1-dirty.log|$log|g" \
         -e "s|qemu+ssh://host2/system|$uri|g" \
-        -e "s|^scripts/bt-report|$top/scripts/bt-report|" \
+        -e "s|^scripts/bt-|$top/scripts/bt-|" \
         -e 's|^virsh migrate |! virsh migrate |' \
         "$tmp/block$n.sh" > "$tmp/block$n.run"
     t0=$SECONDS
@@ -196,6 +204,42 @@ grep -q 'BITMAP_TRACE_COMPLETED.*"status":"completed"' "$out" ||
 iters=$(grep -o "bitmap-trace on [^ ]* [0-9]*" "$tmp/block2.sh" | awk '{print $4}')
 check_log "$tmp/hmp.log" "$iters"
 
+# --- block 3: bt-trace ------------------------------------------------------
+run_block 3 "$tmp/bt.log"
+out=$tmp/block3.out
+iters=$(grep -o -- '--iterations [0-9]*' "$tmp/block3.sh" | awk '{print $2}')
+grep -q "bt-trace: active: round [1-9][0-9]*/$iters, .* dirty rate [0-9.]* MiB/s" "$out" ||
+    { cat "$out"; fail "bt-trace showed no progress"; }
+grep -q "bt-trace: trace completed after $iters iterations" "$out" ||
+    { cat "$out"; fail "bt-trace did not see the trace complete"; }
+grep -q '^  1 Gbit/s' "$out" || { cat "$out"; fail "bt-trace: no bt-report prediction at 1G"; }
+check_log "$tmp/bt.log" "$iters"
+
+# bt-trace stopped by SIGINT (Ctrl-C): the trace is cancelled, the log ends
+# so, the descriptor is given back, the domain runs on
+"$top/scripts/bt-trace" vm1 --iterations 3000 -o "$tmp/int.log" --brief \
+    >"$tmp/int.out" 2>"$tmp/int.err" &
+bt_pid=$!
+for _ in $(seq 300); do
+    grep -q 'bt-trace: active: round [1-9]' "$tmp/int.err" && break
+    kill -0 "$bt_pid" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q 'bt-trace: active: round [1-9]' "$tmp/int.err" ||
+    { cat "$tmp/int.err"; fail "bt-trace shows no progress"; }
+kill -INT "$bt_pid"
+rc=0
+timeout 60 tail --pid="$bt_pid" -f /dev/null || fail "bt-trace did not end 60 s after SIGINT"
+wait "$bt_pid" || rc=$?
+[ "$rc" = 130 ] || { cat "$tmp/int.err"; fail "bt-trace after SIGINT: exit $rc, not 130"; }
+grep -q 'ended: cancelled' "$tmp/int.out" || { cat "$tmp/int.out"; fail "bt-trace: no report of the cancelled trace"; }
+tail -n 1 "$tmp/int.log" | grep -q '^end status=cancelled ' ||
+    fail "the log of the interrupted trace ends: $(tail -n 1 "$tmp/int.log")"
+[ "$(virsh domstate vm1)" = running ] || fail "vm1 is $(virsh domstate vm1) after bt-trace's SIGINT"
+virsh qemu-monitor-command vm1 '{"execute":"query-fdsets"}' >"$tmp/fdsets.out"
+grep -q 'bt-trace log' "$tmp/fdsets.out" && fail "bt-trace left its fd set: $(cat "$tmp/fdsets.out")"
+echo "libvirt: bt-trace stopped by SIGINT: $(grep 'trace cancelled' "$tmp/int.err")"
+
 # --- after the trace: migration, and libvirt still manages the domain --------
 if virsh migrate --live vm1 "$uri" >"$tmp/migrate.out" 2>&1; then
     fail "virsh migrate to this very host succeeded?"
@@ -231,3 +275,48 @@ if virsh domstate vm1 >/dev/null 2>&1; then
 fi
 kill -0 "$qemu_pid" 2>/dev/null && fail "QEMU $qemu_pid still runs after destroy"
 echo "libvirt: domstate, shutdown, destroy: ok"
+
+# --- qemu:///session: bt-trace as an ordinary user ----------------------------
+# nobody's own libvirtd (it starts its own virtlogd), QEMU runs as nobody
+sess=$tmp/session
+mkdir -p "$sess"
+chown nobody:nogroup "$sess"
+user_env=(setpriv --reuid=nobody --regid=nogroup --clear-groups
+          env -u LIBVIRT_DEFAULT_URI HOME="$sess" XDG_RUNTIME_DIR="$sess/run"
+          XDG_CONFIG_HOME="$sess/config" XDG_CACHE_HOME="$sess/cache"
+          XDG_DATA_HOME="$sess/data" LIBVIRT_AUTOSTART=0)   # only ours
+as_user() {
+    "${user_env[@]}" "$@"
+}
+as_user mkdir -m 700 "$sess/run"
+# not through the function: $! must be libvirtd itself (setpriv and env exec)
+"${user_env[@]}" /usr/sbin/libvirtd >"$sess/libvirtd.out" 2>&1 &
+daemons=($! "${daemons[@]}")
+for _ in $(seq 300); do
+    as_user virsh -c qemu:///session -q list >/dev/null 2>&1 && break
+    kill -0 "${daemons[0]}" 2>/dev/null || { cat "$sess/libvirtd.out"; fail "session libvirtd exited"; }
+    sleep 0.1
+done
+sed -e 's|<name>vm1</name>|<name>vm2</name>|' -e "s|$tmp/console.log|$sess/console.log|" \
+    "$tmp/vm1.xml" > "$sess/vm2.xml"
+t0=$SECONDS
+as_user virsh -c qemu:///session create "$sess/vm2.xml" >"$sess/create.out" 2>&1 ||
+    { cat "$sess/create.out"; fail "virsh -c qemu:///session create failed"; }
+for _ in $(seq 600); do
+    grep -aq '^bt-workload:' "$sess/console.log" 2>/dev/null && break
+    sleep 0.2
+done
+grep -aq '^bt-workload:' "$sess/console.log" ||
+    fail "the session guest did not start its workload in 120 s"
+[ "$(ps -o user= -p "$(cat "$sess/run/libvirt/qemu/run/vm2.pid")")" = nobody ] ||
+    fail "the session's QEMU does not run as nobody"
+echo "libvirt: session vm2 running its workload after $((SECONDS - t0)) s"
+as_user "$tmp/tree/scripts/bt-trace" -c qemu:///session vm2 --iterations 20 \
+    -o "$sess/bt.log" --brief >"$sess/bt.out" 2>&1 ||
+    { cat "$sess/bt.out"; fail "bt-trace -c qemu:///session failed"; }
+grep -q 'bt-trace: trace completed after 20 iterations' "$sess/bt.out" ||
+    { cat "$sess/bt.out"; fail "bt-trace -c qemu:///session: the trace did not complete"; }
+[ "$(stat -c %U "$sess/bt.log")" = nobody ] || fail "the session log is not nobody's"
+check_log "$sess/bt.log" 20
+as_user virsh -c qemu:///session destroy vm2 >/dev/null || fail "session destroy failed"
+echo "libvirt: bt-trace -c qemu:///session: ok"
