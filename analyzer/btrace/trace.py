@@ -33,7 +33,7 @@ def build_parser():
     doc = __doc__
     ap = argparse.ArgumentParser(
         prog='bt-trace', description=doc.split('\n\n', 1)[0],
-        epilog=doc.split('\n\n', 1)[1],
+        epilog=doc.split('\n\n', 1)[1], allow_abbrev=False,   # bt-report's abbreviations pass
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('domain', help='the libvirt domain (name, UUID or id)')
     ap.add_argument('-c', '--connect', metavar='URI', default=None,

@@ -20,6 +20,12 @@ class Args(unittest.TestCase):
         # what bt-trace does not know goes to bt-report, in order
         self.assertEqual(rest, ['--bandwidth', '1G', '--downtime-limit', '300'])
 
+    def test_abbreviations_are_bt_reports(self):
+        # --p could be --period or --progress here, --plot-dir there
+        args, rest = trace.parse_args(['vm1', '--plot', 'figs', '--per', '5'])
+        self.assertEqual(args.period, 100)
+        self.assertEqual(rest, ['--plot', 'figs', '--per', '5'])
+
     def test_bad_values(self):
         for bad in (['vm1', '--iterations', '0'], ['vm1', '--period', '0'],
                     ['vm1', '--format', 'xml'], []):
