@@ -35,7 +35,7 @@ def build_parser():
         prog='bt-trace', description=doc.split('\n\n', 1)[0],
         epilog=doc.split('\n\n', 1)[1], allow_abbrev=False,   # bt-report's abbreviations pass
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('domain', help='the libvirt domain (name, UUID or id)')
+    ap.add_argument('domain', help='the libvirt domain\'s name')
     ap.add_argument('-c', '--connect', metavar='URI', default=None,
                     help='libvirt URI, e.g. qemu:///system or qemu:///session '
                          '(default: libvirt\'s, as for virsh)')
@@ -165,6 +165,7 @@ def run(args, rest):
     fdset = None
     cb = None
     interrupted = False
+    status = None
     try:
         fdset = free_fdset(monitor(dom, libvirt_qemu, qmp('query-fdsets')))
         monitor(dom, libvirt_qemu, qmp('add-fd', **{'fdset-id': fdset, 'opaque': OPAQUE}),
@@ -228,6 +229,8 @@ def run(args, rest):
     sys.stdout.flush()
     from .__main__ import main as report
     rc = report([args.output] + rest)
+    if rc == 0 and status == 'failed':
+        return 1
     if rc == 0 and interrupted:
         return 130
     return rc
