@@ -4,24 +4,26 @@
 # The README's "With libvirt" section, run as written against a real libvirt
 # daemon (Debian's libvirtd, make deps) that this test starts and stops.
 #
-# A private libvirtd runs as root in system mode (its own sockets and pid
-# file in the scratch directory; the QEMU driver's state under /run/libvirt
-# and /var/lib/libvirt as usual) with virtlogd, which it needs for QEMU's
-# output.  A transient domain "vm1" whose <emulator> is the built QEMU runs
-# the demo's guest under TCG, as the system user libvirt-qemu: libvirt
-# confines QEMU, so the log is a file the test owns that QEMU can only reach
-# through the descriptor passed with --pass-fds.  Each ```sh block of the
-# README section then runs with bash -e and only these substitutions:
+# A private libvirtd runs as root in system mode (its own sockets, pid file
+# and host UUID; the QEMU driver's state under /run/libvirt and
+# /var/lib/libvirt as usual) with virtlogd, which it needs for QEMU's output;
+# a second one is user nobody's, for qemu:///session.  A transient domain
+# "vm1" on the first, whose <emulator> is the built QEMU, runs the demo's
+# guest under TCG as the system user libvirt-qemu: libvirt confines QEMU, so
+# the log is a file the test owns that QEMU reaches only through the
+# descriptor passed with --pass-fds.  Each ```sh block of the README section
+# then runs with bash -e and only these substitutions:
 #     /var/tmp/vm1-dirty.log    -> a log in the scratch directory
-#     qemu+ssh://host2/system   -> this daemon (the refusal comes first)
-#     scripts/bt-report         -> the repository's
-# and LIBVIRT_DEFAULT_URI naming this daemon.  Checked: the log parses with
-# the analyzer, has every iteration and ends "completed"; the event came
+#     qemu+ssh://host2/system   -> the session daemon, another host to libvirt
+#     scripts/bt-               -> the repository's
+# and LIBVIRT_DEFAULT_URI naming the system daemon.  Checked: the logs parse
+# with the analyzer, have every iteration and end "completed"; the event came
 # through qemu-monitor-event; virsh migrate failed with bitmap-trace's
-# blocker while the trace ran.  Afterwards: virsh migrate gets past the
-# blockers (libvirt then refuses only because the target is this host),
-# virsh save (libvirt's own QEMU migration, to a file) completes and virsh
-# restore resumes the guest; domstate, shutdown and destroy work.
+# blocker while the trace ran; bt-trace showed progress and the report.
+# bt-trace stopped by SIGINT cancels the trace and leaves the domain running.
+# After the traces, virsh migrate --live moves vm1 to the session daemon,
+# where its workload goes on, bt-trace -c qemu:///session traces it as
+# nobody, and domstate, shutdown and destroy work.
 #
 # BT_LIBVIRT_KEEP=1 keeps the scratch directory (daemon logs, console).
 
@@ -58,9 +60,11 @@ cp "$top/scripts/bt-trace" "$tmp/tree/scripts/"
 cp -r "$top/analyzer/btrace" "$tmp/tree/analyzer/"
 chmod -R a+rX "$tmp/bin" "$tmp/share" "$tmp/guest" "$tmp/tree"
 
+# its own host UUID: to libvirt, the session daemon below is another host
 cat > "$tmp/libvirtd.conf" <<EOF
 unix_sock_dir = "$tmp/sock"
 log_outputs = "3:file:$tmp/libvirtd.log"
+host_uuid = "$(cat /proc/sys/kernel/random/uuid)"
 EOF
 
 daemons=()
@@ -78,7 +82,7 @@ stop_daemons() {
 # the domain dies with the daemon's destroy; a leftover QEMU would not
 cleanup() {
     virsh destroy vm1 >/dev/null 2>&1 || true
-    [ -z "${sess:-}" ] || as_user virsh -c qemu:///session destroy vm2 >/dev/null 2>&1 || true
+    [ -z "${user_env:-}" ] || as_user virsh -c qemu:///session destroy vm1 >/dev/null 2>&1 || true
     if [ -s "${sess:-/nonexistent}/run/libvirt/virtlogd.pid" ]; then
         daemons+=("$(cat "$sess/run/libvirt/virtlogd.pid")")
     fi
@@ -106,6 +110,29 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 virsh -q list >/dev/null || fail "libvirtd does not answer on $uri"
+
+# nobody's own libvirtd for qemu:///session (it starts its own virtlogd):
+# the migration target, where QEMU runs as nobody
+sess=$tmp/session
+mkdir -p "$sess"
+chown nobody:nogroup "$sess"
+user_env=(setpriv --reuid=nobody --regid=nogroup --clear-groups
+          env -u LIBVIRT_DEFAULT_URI HOME="$sess" XDG_RUNTIME_DIR="$sess/run"
+          XDG_CONFIG_HOME="$sess/config" XDG_CACHE_HOME="$sess/cache"
+          XDG_DATA_HOME="$sess/data" LIBVIRT_AUTOSTART=0)   # only ours
+as_user() {
+    "${user_env[@]}" "$@"
+}
+as_user mkdir -m 700 "$sess/run"
+# not through the function: $! must be libvirtd itself (setpriv and env exec)
+"${user_env[@]}" /usr/sbin/libvirtd >"$sess/libvirtd.out" 2>&1 &
+daemons=($! "${daemons[@]}")
+for _ in $(seq 300); do
+    as_user virsh -c qemu:///session -q list >/dev/null 2>&1 && break
+    kill -0 "${daemons[0]}" 2>/dev/null || { cat "$sess/libvirtd.out"; fail "session libvirtd exited"; }
+    sleep 0.1
+done
+sess_uri="qemu:///session?socket=$sess/run/libvirt/libvirt-sock"
 
 cat > "$tmp/vm1.xml" <<EOF
 <domain type='qemu'>
@@ -158,7 +185,7 @@ awk '/^## With libvirt/ { in_s = 1; next }
 run_block() {       # N LOG: run block N writing LOG; its transcript in blockN.out
     local n=$1 log=$2
     sed -e "s|/var/tmp/vm1-dirty.log|$log|g" \
-        -e "s|qemu+ssh://host2/system|$uri|g" \
+        -e "s|qemu+ssh://host2/system|$sess_uri|g" \
         -e "s|^scripts/bt-|$top/scripts/bt-|" \
         -e 's|^virsh migrate |! virsh migrate |' \
         "$tmp/block$n.sh" > "$tmp/block$n.run"
@@ -240,83 +267,49 @@ virsh qemu-monitor-command vm1 '{"execute":"query-fdsets"}' >"$tmp/fdsets.out"
 grep -q 'bt-trace log' "$tmp/fdsets.out" && fail "bt-trace left its fd set: $(cat "$tmp/fdsets.out")"
 echo "libvirt: bt-trace stopped by SIGINT: $(grep 'trace cancelled' "$tmp/int.err")"
 
-# --- after the trace: migration, and libvirt still manages the domain --------
-if virsh migrate --live vm1 "$uri" >"$tmp/migrate.out" 2>&1; then
-    fail "virsh migrate to this very host succeeded?"
-fi
-if grep -q 'bitmap-trace' "$tmp/migrate.out"; then
-    cat "$tmp/migrate.out"; fail "migration still blocked after the trace"
-fi
-grep -q 'same host' "$tmp/migrate.out" ||
-    { cat "$tmp/migrate.out"; fail "virsh migrate after the trace: unexpected error"; }
-echo "libvirt: after the trace virsh migrate passes the blockers: $(cat "$tmp/migrate.out")"
+# --- after the traces: a live migration to the session daemon ---------------
+# The guest's console moves to a file nobody may write; the workload must go
+# on reporting there
+virsh dumpxml --migratable vm1 | sed "s|$tmp/console.log|$sess/console.log|" \
+    >"$tmp/vm1-dest.xml"
 t0=$SECONDS
-virsh save vm1 "$tmp/vm1.save" >"$tmp/save.out" 2>&1 ||
-    { cat "$tmp/save.out"; fail "virsh save (a QEMU migration to a file) failed"; }
-[ "$(virsh list --all --name | grep -c '^vm1$')" = 0 ] || fail "vm1 still listed after save"
-virsh restore "$tmp/vm1.save" >"$tmp/restore.out" 2>&1 ||
-    { cat "$tmp/restore.out"; fail "virsh restore failed"; }
-echo "libvirt: virsh save + restore (QEMU migration to a file and back) in $((SECONDS - t0)) s"
-[ "$(virsh domstate vm1)" = running ] || fail "vm1 is $(virsh domstate vm1) after restore"
-qemu_pid=$(cat /run/libvirt/qemu/vm1.pid)
-lines=$(grep -ac '^bt-workload:' "$tmp/console.log" || true)
-for _ in $(seq 100); do
-    [ "$(grep -ac "^bt-workload:" "$tmp/console.log" || true)" -gt "$lines" ] && break
-    sleep 0.2
-done
-[ "$(grep -ac "^bt-workload:" "$tmp/console.log" || true)" -gt "$lines" ] ||
-    fail "the restored guest's workload does not report"
-virsh qemu-monitor-command vm1 '{"execute":"query-bitmap-trace"}' | grep -q '"status":"none"' ||
-    fail "the restored QEMU should have no trace"
-virsh shutdown vm1 >/dev/null || fail "virsh shutdown failed"
-virsh destroy vm1 >/dev/null || fail "virsh destroy failed"
+virsh migrate --live --xml "$tmp/vm1-dest.xml" vm1 "$sess_uri" \
+    --migrateuri tcp://127.0.0.1 >"$tmp/migrate.out" 2>&1 ||
+    { cat "$tmp/migrate.out"; fail "virsh migrate after the trace failed"; }
+echo "libvirt: virsh migrate --live to qemu:///session after the trace: $((SECONDS - t0)) s"
 if virsh domstate vm1 >/dev/null 2>&1; then
-    fail "transient vm1 still exists after destroy"
+    fail "vm1 is still on the source after the migration"
 fi
-kill -0 "$qemu_pid" 2>/dev/null && fail "QEMU $qemu_pid still runs after destroy"
-echo "libvirt: domstate, shutdown, destroy: ok"
-
-# --- qemu:///session: bt-trace as an ordinary user ----------------------------
-# nobody's own libvirtd (it starts its own virtlogd), QEMU runs as nobody
-sess=$tmp/session
-mkdir -p "$sess"
-chown nobody:nogroup "$sess"
-user_env=(setpriv --reuid=nobody --regid=nogroup --clear-groups
-          env -u LIBVIRT_DEFAULT_URI HOME="$sess" XDG_RUNTIME_DIR="$sess/run"
-          XDG_CONFIG_HOME="$sess/config" XDG_CACHE_HOME="$sess/cache"
-          XDG_DATA_HOME="$sess/data" LIBVIRT_AUTOSTART=0)   # only ours
-as_user() {
-    "${user_env[@]}" "$@"
-}
-as_user mkdir -m 700 "$sess/run"
-# not through the function: $! must be libvirtd itself (setpriv and env exec)
-"${user_env[@]}" /usr/sbin/libvirtd >"$sess/libvirtd.out" 2>&1 &
-daemons=($! "${daemons[@]}")
-for _ in $(seq 300); do
-    as_user virsh -c qemu:///session -q list >/dev/null 2>&1 && break
-    kill -0 "${daemons[0]}" 2>/dev/null || { cat "$sess/libvirtd.out"; fail "session libvirtd exited"; }
-    sleep 0.1
-done
-sed -e 's|<name>vm1</name>|<name>vm2</name>|' -e "s|$tmp/console.log|$sess/console.log|" \
-    "$tmp/vm1.xml" > "$sess/vm2.xml"
-t0=$SECONDS
-as_user virsh -c qemu:///session create "$sess/vm2.xml" >"$sess/create.out" 2>&1 ||
-    { cat "$sess/create.out"; fail "virsh -c qemu:///session create failed"; }
-for _ in $(seq 600); do
+kill -0 "$qemu_pid" 2>/dev/null && fail "the source QEMU still runs after the migration"
+svirsh() { as_user virsh -c qemu:///session "$@"; }
+[ "$(svirsh domstate vm1)" = running ] || fail "vm1 is $(svirsh domstate vm1) on the target"
+qemu_pid=$(cat "$sess/run/libvirt/qemu/run/vm1.pid")
+[ "$(ps -o user= -p "$qemu_pid")" = nobody ] || fail "the target's QEMU does not run as nobody"
+for _ in $(seq 100); do
     grep -aq '^bt-workload:' "$sess/console.log" 2>/dev/null && break
     sleep 0.2
 done
 grep -aq '^bt-workload:' "$sess/console.log" ||
-    fail "the session guest did not start its workload in 120 s"
-[ "$(ps -o user= -p "$(cat "$sess/run/libvirt/qemu/run/vm2.pid")")" = nobody ] ||
-    fail "the session's QEMU does not run as nobody"
-echo "libvirt: session vm2 running its workload after $((SECONDS - t0)) s"
-as_user "$tmp/tree/scripts/bt-trace" -c qemu:///session vm2 --iterations 20 \
+    fail "the migrated guest's workload does not report"
+
+# --- bt-trace -c qemu:///session, as nobody, on the migrated guest ------------
+as_user "$tmp/tree/scripts/bt-trace" -c qemu:///session vm1 --iterations 20 \
     -o "$sess/bt.log" --brief >"$sess/bt.out" 2>&1 ||
     { cat "$sess/bt.out"; fail "bt-trace -c qemu:///session failed"; }
 grep -q 'bt-trace: trace completed after 20 iterations' "$sess/bt.out" ||
     { cat "$sess/bt.out"; fail "bt-trace -c qemu:///session: the trace did not complete"; }
+grep -q 'dirty rate: [1-9][0-9.]* MiB/s' "$sess/bt.out" ||
+    { cat "$sess/bt.out"; fail "bt-trace -c qemu:///session: the migrated guest writes nothing"; }
 [ "$(stat -c %U "$sess/bt.log")" = nobody ] || fail "the session log is not nobody's"
 check_log "$sess/bt.log" 20
-as_user virsh -c qemu:///session destroy vm2 >/dev/null || fail "session destroy failed"
-echo "libvirt: bt-trace -c qemu:///session: ok"
+echo "libvirt: bt-trace -c qemu:///session on the migrated guest: ok"
+
+# --- libvirt still manages the domain -------------------------------------------
+[ "$(svirsh domstate vm1)" = running ] || fail "vm1 is $(svirsh domstate vm1)"
+svirsh shutdown vm1 >/dev/null || fail "virsh shutdown failed"
+svirsh destroy vm1 >/dev/null || fail "virsh destroy failed"
+if svirsh domstate vm1 >/dev/null 2>&1; then
+    fail "transient vm1 still exists after destroy"
+fi
+kill -0 "$qemu_pid" 2>/dev/null && fail "QEMU $qemu_pid still runs after destroy"
+echo "libvirt: domstate, shutdown, destroy: ok"
