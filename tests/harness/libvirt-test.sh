@@ -69,10 +69,10 @@ EOF
 
 daemons=()
 stop_daemons() {
-    local pid i
+    local pid
     for pid in "${daemons[@]}"; do
         kill -TERM "$pid" 2>/dev/null || continue
-        for i in $(seq 100); do
+        for _ in $(seq 100); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
@@ -179,8 +179,10 @@ awk '/^## With libvirt/ { in_s = 1; next }
      in_s && /^```sh/ { n++; f = sprintf("'"$tmp"'/block%d.sh", n); next }
      in_s && /^```/ { f = ""; next }
      f != "" { print > f }' "$top/README.md"
-[ -s "$tmp/block1.sh" ] && [ -s "$tmp/block2.sh" ] && [ -s "$tmp/block3.sh" ] &&
-    [ ! -e "$tmp/block4.sh" ] || fail "README's libvirt section: expected three sh blocks"
+if [ ! -s "$tmp/block1.sh" ] || [ ! -s "$tmp/block2.sh" ] || [ ! -s "$tmp/block3.sh" ] ||
+   [ -e "$tmp/block4.sh" ]; then
+    fail "README's libvirt section: expected three sh blocks"
+fi
 
 run_block() {       # N LOG: run block N writing LOG; its transcript in blockN.out
     local n=$1 log=$2
