@@ -24,6 +24,8 @@ pkgs=(
     git python3-sphinx python3-sphinx-rtd-theme
     # the analysis tools (analyzer/btrace)
     python3-numpy python3-matplotlib
+    # tests/harness/libvirt-test.sh and bt-trace: a real libvirt daemon
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients python3-libvirt
 )
 
 . /etc/os-release
@@ -45,13 +47,20 @@ if command -v meson >/dev/null &&
     meson_ok=1
 fi
 
-if [ ${#missing[@]} -eq 0 ] && [ -n "$meson_ok" ]; then
+# libvirt's QEMU driver runs QEMU as the system user and group libvirt-qemu.
+# Debian's libvirt-daemon-system creates them, with init scripts, polkit and a
+# firewall we do not want; the daemon alone is enough for our tests.
+qemu_user_ok=
+getent passwd libvirt-qemu >/dev/null && getent group libvirt-qemu >/dev/null &&
+    qemu_user_ok=1
+
+if [ ${#missing[@]} -eq 0 ] && [ -n "$meson_ok" ] && [ -n "$qemu_user_ok" ]; then
     mkdir -p "$(dirname "$stamp")" && touch "$stamp"
     exit 0
 fi
 
 if [ "$(id -u)" != 0 ]; then
-    echo "deps: missing: ${missing[*]}$([ -n "$meson_ok" ] || echo " meson>=1.5")" >&2
+    echo "deps: missing: ${missing[*]}$([ -n "$meson_ok" ] || echo " meson>=1.5")$([ -n "$qemu_user_ok" ] || echo " user:libvirt-qemu")" >&2
     echo "deps: run as root:  sudo make deps" >&2
     echo "deps: which runs:" >&2
     if [ -n "$want_backports" ] && [ -z "$meson_ok" ]; then
@@ -84,14 +93,29 @@ Signed-By: $apt_keyring
 EOF
     fi
 fi
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+# wait for another apt or dpkg (unattended upgrades, a second make deps)
+# rather than fail at once
+apt=(apt-get -o DPkg::Lock::Timeout=600)
+if [ ${#missing[@]} -gt 0 ] || [ -z "$meson_ok" ]; then
+    "${apt[@]}" update -q
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}"
+fi
 if [ -z "$meson_ok" ]; then
     if [ -n "$want_backports" ]; then
-        apt-get install -y -q --no-install-recommends -t bookworm-backports meson
+        "${apt[@]}" install -y -q --no-install-recommends -t bookworm-backports meson
     else
-        apt-get install -y -q --no-install-recommends meson
+        "${apt[@]}" install -y -q --no-install-recommends meson
     fi
+fi
+if [ -z "$qemu_user_ok" ]; then
+    getent group kvm >/dev/null || groupadd --system kvm
+    getent passwd libvirt-qemu >/dev/null ||
+        useradd --system --gid kvm --home-dir /var/lib/libvirt --no-create-home \
+                --shell /usr/sbin/nologin --comment "Libvirt Qemu" libvirt-qemu
+    getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+    usermod --append --groups libvirt-qemu libvirt-qemu
 fi
 mkdir -p "$(dirname "$stamp")" && touch "$stamp"
 echo "deps: all build and test dependencies installed"
